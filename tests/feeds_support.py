@@ -1,0 +1,206 @@
+"""A real HTTP feed server on 127.0.0.1 for the tests (a pytest plugin).
+
+``feeds.publish("/news.xml", ["title 0", "title 1"])`` serves an RSS 2.0 feed whose item
+``i`` has guid ``<url>#i``, link ``<url>#i`` and a publication date ``i`` minutes after a
+fixed start (so the last title is the newest). Responses carry ETag and Last-Modified and
+answer conditional requests with 304; gzip when the client accepts it. Other routes:
+``raw`` (any body), ``broken`` (an error status), ``slow`` (answers after a delay),
+``redirect``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
+
+import pytest
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    content_type: str = "application/rss+xml; charset=utf-8"
+    status: int = 200
+    delay: float = 0.0
+    location: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class FeedServer:
+    """The server and its routes; one per session, routes reset per test."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: Counter[str] = Counter()
+        self.not_modified: Counter[str] = Counter()
+        self.headers: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server._handle(self)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass  # quiet test output
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    # -- the test's side --------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def publish(self, path: str, titles: Sequence[str], *, kind: str = "rss") -> None:
+        """Serve a feed with one item per title (item i: guid/link ``url#i``)."""
+        url = self.url(path)
+        if kind == "atom":
+            entries = "".join(
+                f"<entry><id>{url}#{i}</id><title>{escape(t)}</title>"
+                f'<link href="{url}#{i}"/><updated>{(START + timedelta(minutes=i)).isoformat()}'
+                f"</updated><summary>about {escape(t)}</summary></entry>"
+                for i, t in enumerate(titles)
+            )
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                '<feed xmlns="http://www.w3.org/2005/Atom"><title>Test feed</title>'
+                f"<id>{url}</id><updated>{START.isoformat()}</updated>{entries}</feed>"
+            )
+            ctype = "application/atom+xml; charset=utf-8"
+        else:
+            items = "".join(
+                f"<item><guid>{url}#{i}</guid><title>{escape(t)}</title><link>{url}#{i}</link>"
+                f"<pubDate>{format_datetime(START + timedelta(minutes=i))}</pubDate>"
+                f"<description>about {escape(t)}</description></item>"
+                for i, t in enumerate(titles)
+            )
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+                f"<title>Test feed</title><link>{url}</link><description>tests</description>"
+                f"{items}</channel></rss>"
+            )
+            ctype = "application/rss+xml; charset=utf-8"
+        self.raw(path, body.encode(), ctype)
+
+    def raw(self, path: str, body: bytes, content_type: str = "text/xml") -> None:
+        """Serve ``body`` with validators (ETag from the content, Last-Modified now)."""
+        with self._lock:
+            self.routes[path] = Route(
+                body=body,
+                content_type=content_type,
+                etag='"' + hashlib.sha1(body).hexdigest()[:16] + '"',
+                last_modified=format_datetime(datetime.now(UTC), usegmt=True),
+            )
+
+    def broken(self, path: str, status: int = 500) -> None:
+        with self._lock:
+            self.routes[path] = Route(body=b"error\n", content_type="text/plain", status=status)
+
+    def slow(self, path: str, delay: float, titles: Sequence[str] = ("slow",)) -> None:
+        self.publish(path, titles)
+        self.routes[path].delay = delay
+
+    def redirect(self, path: str, to: str, status: int = 301) -> None:
+        with self._lock:
+            self.routes[path] = Route(status=status, location=self.url(to))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.routes.clear()
+            self.requests.clear()
+            self.not_modified.clear()
+            self.headers.clear()
+
+    def close(self) -> None:
+        self._closing.set()  # wakes slow handlers
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # -- the server's side ------------------------------------------------------------
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        path = h.path.split("?", 1)[0]
+        with self._lock:
+            self.requests[path] += 1
+            self.headers[path] = dict(h.headers.items())
+            route = self.routes.get(path)
+        if route is None:
+            return self._send(h, 404, b"not found\n", "text/plain")
+        if route.delay:
+            self._closing.wait(min(route.delay, 30.0))  # bounded, and cut short on close
+        if route.location:
+            h.send_response(route.status)
+            h.send_header("Location", route.location)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return None
+        if route.status != 200:
+            return self._send(h, route.status, route.body, route.content_type)
+        # RFC 9110 13.2.2: If-None-Match, when present, decides alone.
+        inm, ims = h.headers.get("If-None-Match"), h.headers.get("If-Modified-Since")
+        if (inm is not None and inm == route.etag) or (
+            inm is None and ims is not None and ims == route.last_modified
+        ):
+            with self._lock:
+                self.not_modified[path] += 1
+            h.send_response(304)
+            h.send_header("ETag", route.etag or "")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return None
+        extra = {"ETag": route.etag or "", "Last-Modified": route.last_modified or ""}
+        return self._send(h, 200, route.body, route.content_type, extra)
+
+    @staticmethod
+    def _send(
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        ctype: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        headers = dict(extra or {})
+        if "gzip" in h.headers.get("Accept-Encoding", "") and body:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            if v:
+                h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+
+
+@pytest.fixture(scope="session")
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def feeds(feed_server: FeedServer) -> Iterator[FeedServer]:
+    """The feed server with no routes; ``feeds.publish(path, titles)`` to add one."""
+    feed_server.reset()
+    yield feed_server
+    feed_server.reset()

@@ -1,0 +1,73 @@
+"""triggerflow: self-hosted, code-first "if this then that".
+
+A trigger is a decorated function that is a Prefect flow; sources fetch items,
+sinks publish the new ones, and DuckDB remembers what each target already got::
+
+    from triggerflow import trigger, every
+    from triggerflow.sources import rss
+    from triggerflow.sinks import xmpp
+
+    @trigger(schedule=every("15m"))
+    def python_news():
+        '''New posts from the Python blog, to me.'''
+        xmpp(rss("https://blog.python.org/feeds/posts/default"))
+
+Names are loaded on first use, so that ``import triggerflow`` (and the worker
+processes that parse feeds) do not pay for importing Prefect until needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Item",
+    "Items",
+    "RunResult",
+    "Settings",
+    "SinkReport",
+    "SourceReport",
+    "Trigger",
+    "TriggerflowError",
+    "cron",
+    "every",
+    "settings",
+    "trigger",
+]
+
+_HOME = {
+    "Item": "types",
+    "Items": "types",
+    "SinkReport": "types",
+    "SourceReport": "types",
+    "RunResult": "_trigger",
+    "Trigger": "_trigger",
+    "trigger": "_trigger",
+    "cron": "schedules",
+    "every": "schedules",
+    "Settings": "config",
+    "settings": "config",
+    "TriggerflowError": "exceptions",
+}
+
+if TYPE_CHECKING:
+    from ._trigger import RunResult, Trigger, trigger
+    from .config import Settings, settings
+    from .exceptions import TriggerflowError
+    from .schedules import cron, every
+    from .types import Item, Items, SinkReport, SourceReport
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'triggerflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,5 @@
+"""``python -m triggerflow`` is the ``triggerflow`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""What the Prefect API knows about the triggers' deployments and runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ._async import run_sync
+from .exceptions import TriggerflowError
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """One trigger's deployment and its latest flow run, as Prefect reports them."""
+
+    name: str
+    deployed: bool
+    paused: bool | None = None
+    last_state: str | None = None
+    last_run_at: datetime | None = None
+    last_message: str | None = None
+
+
+async def _fetch(names: list[str]) -> dict[str, DeploymentInfo]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    out: dict[str, DeploymentInfo] = {}
+    async with get_client() as client:
+        deployments = {
+            d.name: d
+            for d in await client.read_deployments(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=names))
+            )
+        }
+        for name in names:
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[name])),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=5,
+            )
+            # The newest run that did something (not a future scheduled one).
+            done = [r for r in runs if r.state and r.state.type.value not in ("SCHEDULED",)]
+            last = done[0] if done else None
+            d = deployments.get(name)
+            out[name] = DeploymentInfo(
+                name=name,
+                deployed=d is not None,
+                paused=d.paused if d is not None else None,
+                last_state=last.state.name if last and last.state else None,
+                last_run_at=(last.start_time or last.expected_start_time) if last else None,
+                last_message=last.state.message if last and last.state else None,
+            )
+    return out
+
+
+def deployment_info(names: list[str]) -> dict[str, DeploymentInfo]:
+    """Deployment and last-run info per trigger name from the configured Prefect API.
+
+    Raises:
+        TriggerflowError: the API could not be reached.
+    """
+    try:
+        return run_sync(_fetch(names))
+    except Exception as e:  # httpx/prefect errors: one readable line
+        raise TriggerflowError(f"Prefect API not reachable: {type(e).__name__}: {e}") from e

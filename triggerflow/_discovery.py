@@ -1,0 +1,86 @@
+"""Find the triggers in the flows directory.
+
+Each ``*.py`` file is imported under its own module name (``flows.<stem>``, so
+Prefect can find the file again when a deployment runs) and every
+:class:`Trigger` it defines at top level is collected. A file that fails to
+import is reported by name with its error, and the others still load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._trigger import Trigger
+from .exceptions import FlowsLoadError, TriggerNotFound
+
+
+@dataclass
+class Discovered:
+    """The triggers found, and the files that could not be loaded."""
+
+    triggers: dict[str, Trigger] = field(default_factory=dict)
+    errors: dict[Path, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _load_file(path: Path) -> list[Trigger]:
+    name = f"{path.parent.name}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise FlowsLoadError(f"flows file {path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        raise FlowsLoadError(
+            f"flows file {path}: {type(e).__name__}: {e} (line {last.lineno})"
+        ) from e
+    return [v for v in vars(module).values() if isinstance(v, Trigger)]
+
+
+def discover(flows_dir: Path) -> Discovered:
+    """Import every ``*.py`` in ``flows_dir`` (not starting with ``_``) and collect triggers."""
+    found = Discovered()
+    if not flows_dir.is_dir():
+        return found
+    for path in sorted(flows_dir.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            triggers = _load_file(path.resolve())
+        except FlowsLoadError as e:
+            found.errors[path] = str(e)
+            continue
+        for t in triggers:
+            if t.name in found.triggers and found.files[t.name] != path:
+                found.errors[path] = (
+                    f"flows file {path}: trigger {t.name!r} is also defined in "
+                    f"{found.files[t.name]}; rename one of them"
+                )
+                continue
+            found.triggers[t.name] = t
+            found.files[t.name] = path
+    return found
+
+
+def find(flows_dir: Path, name: str) -> Trigger:
+    """The trigger called ``name`` (dashes and underscores are interchangeable).
+
+    Raises:
+        TriggerNotFound: with the names that do exist.
+    """
+    found = discover(flows_dir)
+    wanted = name.replace("-", "_")
+    for tname, t in found.triggers.items():
+        if tname.replace("-", "_") == wanted:
+            return t
+    known = ", ".join(sorted(found.triggers)) or "none"
+    hint = "".join(f"\n  {why}" for why in found.errors.values())
+    raise TriggerNotFound(f"no trigger named {name!r} in {flows_dir} (found: {known}){hint}")

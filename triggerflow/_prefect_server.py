@@ -1,0 +1,163 @@
+"""The local Prefect server that ``triggerflow serve`` starts when none is configured.
+
+It runs ``prefect server start`` on 127.0.0.1 with its SQLite database under the
+data dir, in its own process group, so that stopping it also stops the
+processes it starts itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+
+from .config import Settings
+from .exceptions import ConfigurationError, TriggerflowError
+
+STARTUP_TIMEOUT = 180.0  # a first start migrates an empty database: ~25 s on 2 busy cores
+
+
+def prefect_environment(s: Settings) -> dict[str, str]:
+    """Variables for our own Prefect processes: home under the data dir, no telemetry."""
+    return {
+        "PREFECT_HOME": str(s.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        # Ephemeral mode needs ~30 s on a fresh home here; Prefect's default is 20.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
+
+
+def running_serve(s: Settings) -> dict[str, str] | None:
+    """The state a live ``triggerflow serve`` wrote (``api_url``, ``ui_url``, ``pid``), if any."""
+    try:
+        state = json.loads(s.serve_state.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return {k: str(v) for k, v in state.items()}
+
+
+def _port_free(port: int) -> bool:
+    # SO_REUSEADDR as the server itself uses it: connections of a server that just
+    # stopped (TIME_WAIT) must not count as "in use".
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def healthy(api_url: str) -> bool:
+    """True when the Prefect API at ``api_url`` answers its health check."""
+    try:
+        return httpx.get(api_url.rstrip("/") + "/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class LocalPrefectServer:
+    """``prefect server start`` as a child process group we own."""
+
+    def __init__(self, s: Settings) -> None:
+        self.settings = s
+        self.port = s.prefect_port
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.ui_url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = s.data_dir / "prefect-server.log"
+
+    def start(self, progress: Callable[[str], None]) -> None:
+        """Start and wait until healthy.
+
+        Raises:
+            ConfigurationError: the port is taken.
+            TriggerflowError: the server exited or did not become healthy in time.
+        """
+        if not _port_free(self.port):
+            raise ConfigurationError(
+                f"Prefect server: port {self.port} on 127.0.0.1 is already in use; "
+                "set TRIGGERFLOW_PREFECT_PORT to another port, or PREFECT_API_URL to use "
+                "the server that runs there"
+            )
+        self.settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **prefect_environment(self.settings)}
+        env.pop("PREFECT_API_URL", None)
+        # `--port` alone leaves the UI calling the default port 4200: tell the UI too.
+        env.update(
+            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_UI_API_URL=self.api_url,
+        )
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start",
+             "--host", "127.0.0.1", "--port", str(self.port), "--analytics-off"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: we stop it, and all it started, ourselves
+        )  # fmt: skip
+        log.close()
+        started = time.monotonic()
+        said = 0.0
+        while not healthy(self.api_url):
+            waited = time.monotonic() - started
+            if self.process.poll() is not None:
+                raise TriggerflowError(
+                    f"Prefect server exited with code {self.process.returncode} while starting; "
+                    f"see {self.log_path}"
+                )
+            if waited > STARTUP_TIMEOUT:
+                self.stop()
+                raise TriggerflowError(
+                    f"Prefect server did not answer within {STARTUP_TIMEOUT:g} s; "
+                    f"see {self.log_path}"
+                )
+            if waited - said >= 5:
+                said = waited
+                progress(f"  still starting the Prefect server ({waited:.0f} s)…")
+            time.sleep(0.25)
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """SIGTERM the server's process group, SIGKILL what is left after ``timeout``."""
+        p = self.process
+        if p is None:
+            return
+        self.process = None
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+            # The leader is gone; make sure nothing else of its group lingers.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            break
+
+
+def write_state(s: Settings, api_url: str, ui_url: str) -> None:
+    """Tell other ``triggerflow`` commands where the running serve's Prefect API is."""
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    s.serve_state.write_text(json.dumps({"pid": os.getpid(), "api_url": api_url, "ui_url": ui_url}))
+
+
+def clear_state(s: Settings) -> None:
+    """Forget the serve state (on exit)."""
+    try:
+        s.serve_state.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,89 @@
+"""The context of one trigger run, shared by its sources and sinks.
+
+A trigger body runs in one of three modes:
+
+- ``run``: inside a Prefect flow run; sources and sinks are Prefect tasks, the
+  store is written, messages are sent;
+- ``preview``: a dry run without Prefect; sources fetch (without updating the
+  store), sinks compute what they would send in a transaction that is rolled back;
+- ``check``: nothing is fetched or sent; sources return no items and sinks only
+  check that their account and target are configured (used by ``serve`` and
+  ``list`` to show triggers that are not configured yet).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._store import Store
+from .config import Settings
+from .exceptions import TransientError
+from .types import Item, SinkReport, SourceReport
+
+Mode = Literal["run", "preview", "check"]
+
+
+@dataclass
+class RunContext:
+    """State of the trigger run in progress."""
+
+    trigger: str
+    mode: Mode
+    settings: Settings
+    store: Store
+    sources: list[SourceReport] = field(default_factory=list)
+    sinks: list[SinkReport] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+_current: ContextVar[RunContext | None] = ContextVar("triggerflow_run", default=None)
+
+
+def current() -> RunContext | None:
+    """The run in progress in this context, if any."""
+    return _current.get()
+
+
+def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Prefect's run logger inside a flow/task run (shown in the UI), else ``triggerflow``."""
+    try:
+        from prefect.context import FlowRunContext, TaskRunContext
+        from prefect.logging import get_run_logger
+
+        if TaskRunContext.get() or FlowRunContext.get():
+            return get_run_logger()
+    except ImportError:  # pragma: no cover - prefect is a dependency
+        pass
+    return logging.getLogger("triggerflow")
+
+
+def only_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry transient errors only."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def call_step(prefect_task: Any, plain: Callable[..., Any], name: str, *args: Any) -> Any:
+    """Call a source/sink step: as a Prefect task in real runs, as a plain call otherwise."""
+    ctx = current()
+    if ctx is None or ctx.mode != "run":
+        return plain(*args)
+    from prefect.tasks import exponential_backoff
+
+    s = ctx.settings
+    options: dict[str, Any] = {"task_run_name": name, "retries": s.retries}
+    if s.retries:
+        options["retry_delay_seconds"] = exponential_backoff(backoff_factor=s.retry_delay)(
+            s.retries
+        )
+    return prefect_task.with_options(**options)(*args)

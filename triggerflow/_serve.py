@@ -1,0 +1,144 @@
+"""``triggerflow serve``: every trigger in ``flows/`` as a scheduled Prefect deployment.
+
+With no ``PREFECT_API_URL`` it first starts a local Prefect server (SQLite under
+the data dir) and stops it again on exit; with one, it serves against that
+server. Prefect's ``serve`` runs each flow run as a subprocess of this process.
+
+Prefect reads its settings when it is first imported, so the environment is set
+up here *before* anything imports prefect (the CLI keeps its imports lazy).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._prefect_server import (
+    LocalPrefectServer,
+    clear_state,
+    prefect_environment,
+    running_serve,
+    write_state,
+)
+from .config import Settings
+from .exceptions import ConfigurationError
+
+Say = Callable[[str], None]
+
+
+def prepare_environment(s: Settings, *, use_serve: bool = True) -> str | None:
+    """Point this process's Prefect at the right server; return its API URL if known.
+
+    Order: an explicit ``PREFECT_API_URL``; else the server of a running
+    ``triggerflow serve`` (when ``use_serve``); else none (Prefect's ephemeral mode,
+    with its home under the data dir).
+    """
+    for key, value in prefect_environment(s).items():
+        os.environ.setdefault(key, value)
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    state = running_serve(s) if use_serve else None
+    if state:
+        os.environ["PREFECT_API_URL"] = state["api_url"]
+        return state["api_url"]
+    return None
+
+
+def deployment_for(trigger: Any, problems: list[str]) -> Any:
+    """The Prefect deployment of one trigger; paused when it is not configured yet."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    from .schedules import to_prefect
+
+    description = trigger.description or ""
+    if problems:
+        description = (description + "\n\nNot configured: " + "; ".join(problems)).strip()
+    schedules = [to_prefect(trigger.schedule, active=not problems)] if trigger.schedule else None
+    return trigger.to_deployment(
+        name=trigger.name,
+        schedules=schedules,
+        paused=bool(problems),
+        tags=list(trigger.tags),
+        description=description or None,
+        # One run at a time; runs missed while nobody served are dropped rather
+        # than caught up in a burst (shared notes/prefect.md §4).
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
+    )
+
+
+def serve(s: Settings, say: Say) -> int:
+    """Start (if needed) the Prefect server, deploy every trigger, run until Ctrl-C."""
+    existing = running_serve(s)
+    if existing:
+        raise ConfigurationError(
+            f"triggerflow serve is already running (pid {existing['pid']}, "
+            f"UI {existing['ui_url']}); stop it first"
+        )
+    server: LocalPrefectServer | None = None
+    api_url = prepare_environment(s, use_serve=False)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (systemd, docker stop, kill) stops like Ctrl-C, also while starting up.
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if api_url is None:
+            server = LocalPrefectServer(s)
+            say(f"Starting a local Prefect server on {server.ui_url} (data in {s.prefect_home})…")
+            server.start(say)
+            os.environ["PREFECT_API_URL"] = api_url = server.api_url
+            ui_url = server.ui_url
+        else:
+            ui_url = api_url.removesuffix("/").removesuffix("/api")
+            say(f"Using the Prefect server at {api_url}")
+        write_state(s, api_url, ui_url)
+        return _serve_triggers(s, ui_url, say)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        clear_state(s)
+        if server is not None and server.process is not None:
+            say("Stopping the Prefect server…")
+            server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve_triggers(s: Settings, ui_url: str, say: Say) -> int:
+    from ._discovery import discover
+
+    found = discover(s.flows_dir)
+    for path, why in found.errors.items():
+        say(f"  ✗ {path}: {why}")
+    if not found.triggers:
+        where = Path(s.flows_dir).resolve()
+        raise ConfigurationError(
+            f"no triggers found in {where}; write one (see README) or set TRIGGERFLOW_FLOWS_DIR"
+        )
+    deployments = []
+    for name, t in sorted(found.triggers.items()):
+        problems = t.check()
+        when = t.schedule.describe() if t.schedule else "on demand"
+        if problems:
+            say(f"  ⏸ {name} ({when}): not configured: {'; '.join(problems)}")
+        else:
+            say(f"  ✓ {name} ({when})")
+        deployments.append(deployment_for(t, problems))
+
+    import prefect
+
+    say(f"Serving {len(deployments)} trigger(s). Prefect UI: {ui_url}  (Ctrl-C to stop)")
+    # pause_on_shutdown=False: stopping serve must not look like a vacation (issue 5
+    # keeps its own record of what was paused by the user).
+    # Prefect's own SIGTERM handler leaves a coroutine un-awaited (3.8.8); harmless.
+    warnings.filterwarnings("ignore", "coroutine 'Runner.astop' was never awaited")
+    prefect.serve(*deployments, pause_on_shutdown=False, print_starting_message=False)
+    say("Stopped serving.")
+    return 0

@@ -1,0 +1,64 @@
+"""The DuckDB store: items, per-source state, the delivery ledger.
+
+``Store`` is composed of mixins that each own one table family; every method
+takes the connection of one short transaction opened by ``Store.transaction``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from ._connection import connect
+from ._items import ItemsMixin, SourceState
+from ._ledger import LedgerMixin
+from ._schema import DEAD, FAILED, QUEUED, SENT, SKIPPED, VERSION
+from ._status import RouteStatus, SourceStatus, StatusMixin
+
+__all__ = [
+    "DEAD",
+    "FAILED",
+    "QUEUED",
+    "SENT",
+    "SKIPPED",
+    "VERSION",
+    "RouteStatus",
+    "SourceState",
+    "SourceStatus",
+    "Store",
+    "now",
+]
+
+
+def now() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+class Store(ItemsMixin, LedgerMixin, StatusMixin):
+    """One DuckDB file. Cheap to create; opens a connection only per transaction."""
+
+    def __init__(self, path: Path, wait: float = 30.0) -> None:
+        self.path = Path(path)
+        self.wait = wait
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short transaction; ``commit=False`` rolls back (dry runs)."""
+        with connect(self.path, self.wait, commit=commit) as con:
+            yield con
+
+    @classmethod
+    def default(cls) -> Store:
+        """The store named by the current settings."""
+        from ..config import settings
+
+        s = settings()
+        return cls(s.store_path, s.store_wait)

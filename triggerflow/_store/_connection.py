@@ -1,0 +1,87 @@
+"""Short DuckDB connections with a bounded wait for another process's lock.
+
+DuckDB lets one process at a time open a file for writing (read-only openers
+conflict with a writer too), while Prefect runs every flow run in its own process
+and users open notebooks. So every operation opens, runs one transaction and
+closes; a lock conflict is retried with backoff up to ``wait`` seconds, then
+reported as :class:`StoreBusyError` naming the process that holds it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from ..exceptions import StoreBusyError, StoreError
+from ._schema import MIGRATIONS, VERSION
+
+_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+
+def _is_lock_conflict(e: duckdb.Error) -> bool:
+    return "Could not set lock" in str(e) or "Conflicting lock" in str(e)
+
+
+def _open(path: Path, wait: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait
+    delay = 0.01
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as e:
+            if not _is_lock_conflict(e):
+                raise StoreError(f"store {path}: cannot open: {e}") from e
+            if time.monotonic() + delay > deadline:
+                m = _HOLDER.search(str(e))
+                who = f"process {m.group(2)} ({m.group(1)})" if m else "another process"
+                raise StoreBusyError(
+                    f"store {path}: {who} has held it for more than {wait:g} s; "
+                    "close notebooks or tools that keep it open, or raise TRIGGERFLOW_STORE_WAIT"
+                ) from e
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    has_meta = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+    ).fetchone()
+    version = 0
+    if has_meta and has_meta[0]:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+    if version > VERSION:
+        raise StoreError(
+            f"store {path}: schema version {version} is newer than this triggerflow "
+            f"understands ({VERSION}); upgrade triggerflow"
+        )
+    for number in range(version, VERSION):
+        con.execute("BEGIN")
+        con.execute(MIGRATIONS[number])
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(number + 1)])
+        con.execute("COMMIT")
+
+
+@contextmanager
+def connect(path: Path, wait: float, *, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One short transaction on the store; rolled back instead when ``commit`` is False."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path, wait)
+    try:
+        _migrate(con, path)
+        con.execute("BEGIN")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT" if commit else "ROLLBACK")
+    except duckdb.Error as e:
+        raise StoreError(f"store {path}: {e}") from e
+    finally:
+        con.close()

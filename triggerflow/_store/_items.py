@@ -1,0 +1,207 @@
+"""Items keyed by (source, id), and the per-source fetch state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from ..types import Item
+
+_ITEM_COLUMNS = (
+    "source", "id", "title", "link", "summary", "content", "author", "published", "tags",
+    "enclosures", "raw", "hash",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the store remembers of one source between runs."""
+
+    source: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    fetched_at: datetime | None = None
+
+
+def content_hash(item: Item) -> str:
+    """A hash of what a reader sees, to tell an edited entry from an unchanged one."""
+    text = "\x1f".join((item.title, item.link, item.summary, item.content, item.author))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def row_to_item(row: Sequence[Any]) -> Item:
+    """An ``Item`` from a row selected as ``SELECT {ITEM_SELECT} FROM items``."""
+    source, id_, title, link, summary, content, author, published, tags, encl, raw = row
+    return Item(
+        source=source,
+        id=id_,
+        title=title or "",
+        link=link or "",
+        summary=summary or "",
+        content=content or "",
+        author=author or "",
+        published=published,
+        tags=tuple(tags or ()),
+        enclosures=tuple(encl or ()),
+        raw=json.loads(raw) if raw else {},
+    )
+
+
+ITEM_SELECT = "source, id, title, link, summary, content, author, published, tags, enclosures, raw"
+
+
+class ItemsMixin:
+    """Writing and reading items and source state (always inside ``Store.transaction``)."""
+
+    @staticmethod
+    def upsert_items(
+        con: duckdb.DuckDBPyConnection, items: Sequence[Item], now: datetime, *, update: bool = True
+    ) -> int:
+        """Store ``items`` (one statement) and return how many were not stored before.
+
+        With ``update`` False, items already stored are left exactly as they are.
+        """
+        if not items:
+            return 0
+        unique = {i.key: i for i in items}  # one row per key: DuckDB refuses double updates
+        cols: dict[str, list[Any]] = {c: [] for c in _ITEM_COLUMNS}
+        for i in unique.values():
+            cols["source"].append(i.source)
+            cols["id"].append(i.id)
+            cols["title"].append(i.title)
+            cols["link"].append(i.link)
+            cols["summary"].append(i.summary)
+            cols["content"].append(i.content)
+            cols["author"].append(i.author)
+            cols["published"].append(i.published)
+            cols["tags"].append(list(i.tags))
+            cols["enclosures"].append(list(i.enclosures))
+            cols["raw"].append(json.dumps(i.raw, default=str, ensure_ascii=False))
+            cols["hash"].append(content_hash(i))
+        select = ", ".join(f"unnest(${n + 1}) AS {c}" for n, c in enumerate(_ITEM_COLUMNS))
+        params = [cols[c] for c in _ITEM_COLUMNS]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT {select}", params)
+        row = con.execute(
+            "SELECT count(*) FROM incoming n ANTI JOIN items i USING (source, id)"
+        ).fetchone()
+        new = int(row[0]) if row else 0
+        if not update:
+            con.execute(
+                "INSERT INTO items BY NAME SELECT n.*, $1::TIMESTAMPTZ AS first_seen, "
+                "$1::TIMESTAMPTZ AS last_seen FROM incoming n ANTI JOIN items i USING (source, id)",
+                [now],
+            )
+            con.execute("DROP TABLE incoming")
+            return new
+        con.execute(
+            """
+            INSERT INTO items BY NAME
+            SELECT *, $1::TIMESTAMPTZ AS first_seen, $1::TIMESTAMPTZ AS last_seen FROM incoming
+            ON CONFLICT (source, id) DO UPDATE SET
+                title = excluded.title, link = excluded.link, summary = excluded.summary,
+                content = excluded.content, author = excluded.author,
+                published = excluded.published, tags = excluded.tags,
+                enclosures = excluded.enclosures, raw = excluded.raw, hash = excluded.hash,
+                last_seen = excluded.last_seen
+            """,
+            [now],
+        )
+        con.execute("DROP TABLE incoming")
+        return new
+
+    @staticmethod
+    def source_states(
+        con: duckdb.DuckDBPyConnection, sources: Sequence[str]
+    ) -> dict[str, SourceState]:
+        """The remembered state of each of ``sources`` that has one."""
+        rows = con.execute(
+            "SELECT source, url, etag, last_modified, fetched_at FROM sources "
+            "WHERE list_contains($1, source)",
+            [list(sources)],
+        ).fetchall()
+        return {r[0]: SourceState(*r) for r in rows}
+
+    @staticmethod
+    def save_source_success(
+        con: duckdb.DuckDBPyConnection,
+        state: SourceState,
+        kind: str,
+        title: str | None,
+        now: datetime,
+        *,
+        modified: bool,
+    ) -> None:
+        """Record a successful fetch (``modified`` False for a 304)."""
+        con.execute(
+            """
+            INSERT INTO sources (source, kind, url, title, etag, last_modified, fetched_at,
+                                 checked_at, last_success)
+            VALUES ($source, $kind, $url, $title, $etag, $lm, $fetched, $now, $now)
+            ON CONFLICT (source) DO UPDATE SET
+                url = excluded.url, title = coalesce(excluded.title, sources.title),
+                etag = excluded.etag, last_modified = excluded.last_modified,
+                fetched_at = coalesce(excluded.fetched_at, sources.fetched_at),
+                checked_at = excluded.checked_at, last_success = excluded.last_success,
+                last_error = NULL, last_error_at = NULL
+            """,
+            {
+                "source": state.source,
+                "kind": kind,
+                "url": state.url,
+                "title": title,
+                "etag": state.etag,
+                "lm": state.last_modified,
+                "fetched": now if modified else None,
+                "now": now,
+            },
+        )
+
+    @staticmethod
+    def save_source_error(
+        con: duckdb.DuckDBPyConnection, source: str, url: str, kind: str, error: str, now: datetime
+    ) -> None:
+        """Record a failed fetch; the previous ETag and items stay as they were."""
+        con.execute(
+            """
+            INSERT INTO sources (source, kind, url, checked_at, last_error, last_error_at)
+            VALUES ($1, $2, $3, $4, $5, $4)
+            ON CONFLICT (source) DO UPDATE SET
+                checked_at = excluded.checked_at, last_error = excluded.last_error,
+                last_error_at = excluded.last_error_at
+            """,
+            [source, kind, url, now, error],
+        )
+
+    @staticmethod
+    def items_of_last_fetch(con: duckdb.DuckDBPyConnection, sources: Sequence[str]) -> list[Item]:
+        """The items each source listed when it last answered with content (for 304s)."""
+        if not sources:
+            return []
+        rows = con.execute(
+            f"""
+            SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
+            FROM items i JOIN sources s ON s.source = i.source AND i.last_seen = s.fetched_at
+            WHERE list_contains($1, i.source)
+            ORDER BY i.source, i.published DESC NULLS LAST
+            """,
+            [list(sources)],
+        ).fetchall()
+        return [row_to_item(r) for r in rows]
+
+    @staticmethod
+    def link_trigger_sources(
+        con: duckdb.DuckDBPyConnection, trigger: str, sources: Sequence[str]
+    ) -> None:
+        """Remember that ``trigger`` reads ``sources`` (for ``status``)."""
+        if sources:
+            con.execute(
+                "INSERT OR IGNORE INTO trigger_sources SELECT $1, unnest($2)",
+                [trigger, list(sources)],
+            )

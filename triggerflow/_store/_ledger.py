@@ -1,0 +1,157 @@
+"""The delivery ledger: for each (trigger, sink, target, item), what is owed.
+
+A sink never decides from dates what to send; it asks the ledger. Rows are
+``queued`` until the other side confirmed them (``sent``), bounced them
+(``failed``), or they failed too often (``dead``). The first run of a new
+(trigger, sink, target) only queues the newest few items; the rest are
+``skipped`` so that a new target is not flooded with a feed's whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import duckdb
+
+from ..types import Item
+from ._items import ITEM_SELECT, row_to_item
+from ._schema import DEAD, FAILED, QUEUED, SENT, SKIPPED
+
+Key = tuple[str, str]
+
+
+class LedgerMixin:
+    """Queueing, selecting and recording deliveries (inside ``Store.transaction``)."""
+
+    @staticmethod
+    def enqueue(
+        con: duckdb.DuckDBPyConnection,
+        route: tuple[str, str, str],
+        keys: Sequence[Key],
+        first_run: int,
+        now: datetime,
+    ) -> int:
+        """Queue the ``keys`` this route has never seen; returns how many were skipped.
+
+        ``route`` is (trigger, sink, target). The items must already be stored.
+        """
+        trigger, sink, target = route
+        known = con.execute(
+            "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3",
+            [trigger, sink, target],
+        ).fetchone()
+        first = not (known and known[0])
+        con.execute(
+            """
+            INSERT INTO deliveries (trigger, sink, target, source, item_id, state, attempts,
+                                    queued_at, updated_at)
+            SELECT $trigger, $sink, $target, k.source, k.item_id,
+                   CASE WHEN NOT $first OR k.rank <= $keep THEN $queued ELSE $skipped END,
+                   0, $now, $now
+            FROM (
+                SELECT n.source, n.item_id,
+                       row_number() OVER (ORDER BY coalesce(i.published, i.first_seen) DESC,
+                                          n.ord) AS rank
+                FROM (SELECT unnest($sources) AS source, unnest($ids) AS item_id,
+                             unnest(range(len($ids))) AS ord) n
+                JOIN items i ON i.source = n.source AND i.id = n.item_id
+            ) k
+            ON CONFLICT DO NOTHING
+            """,
+            {
+                "trigger": trigger,
+                "sink": sink,
+                "target": target,
+                "first": first,
+                "keep": first_run,
+                "queued": QUEUED,
+                "skipped": SKIPPED,
+                "now": now,
+                "sources": [k[0] for k in keys],
+                "ids": [k[1] for k in keys],
+            },
+        )
+        if not first:
+            return 0
+        row = con.execute(
+            "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3 "
+            "AND state = $4",
+            [trigger, sink, target, SKIPPED],
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def owed(con: duckdb.DuckDBPyConnection, route: tuple[str, str, str]) -> list[Item]:
+        """The items still owed on ``route``, oldest first."""
+        trigger, sink, target = route
+        rows = con.execute(
+            f"""
+            SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
+            FROM deliveries d JOIN items i ON i.source = d.source AND i.id = d.item_id
+            WHERE d.trigger = $1 AND d.sink = $2 AND d.target = $3 AND d.state = $4
+            ORDER BY coalesce(i.published, i.first_seen), i.first_seen, i.id
+            """,
+            [trigger, sink, target, QUEUED],
+        ).fetchall()
+        return [row_to_item(r) for r in rows]
+
+    @staticmethod
+    def record(
+        con: duckdb.DuckDBPyConnection,
+        route: tuple[str, str, str],
+        now: datetime,
+        *,
+        sent: Sequence[Key] = (),
+        rejected: Mapping[Key, str] | None = None,
+        unsent: Sequence[Key] = (),
+        error: str | None = None,
+        max_attempts: int = 5,
+    ) -> int:
+        """Record one send attempt; returns how many items became dead.
+
+        ``sent`` were confirmed, ``rejected`` bounced (permanent, per item), and
+        ``unsent`` were owed but not confirmed because of ``error``: they stay
+        queued until they have failed ``max_attempts`` times.
+        """
+        trigger, sink, target = route
+        base = {"trigger": trigger, "sink": sink, "target": target, "now": now}
+        if sent:
+            con.execute(
+                f"""UPDATE deliveries SET state = '{SENT}', attempts = attempts + 1,
+                    sent_at = $now, updated_at = $now, last_error = NULL
+                    FROM {_KEYS} WHERE {_WHERE} AND {_MATCH}""",
+                {**base, **_key_lists(sent)},
+            )
+        for key, reason in (rejected or {}).items():
+            con.execute(
+                f"""UPDATE deliveries SET state = '{FAILED}', attempts = attempts + 1,
+                    last_error = $reason, updated_at = $now
+                    WHERE {_WHERE} AND source = $source AND item_id = $id""",
+                {**base, "reason": reason, "source": key[0], "id": key[1]},
+            )
+        if not unsent:
+            return 0
+        con.execute(
+            f"""UPDATE deliveries SET attempts = attempts + 1, last_error = $error,
+                updated_at = $now,
+                state = CASE WHEN attempts + 1 >= $max THEN '{DEAD}' ELSE state END
+                FROM {_KEYS} WHERE {_WHERE} AND state = '{QUEUED}' AND {_MATCH}""",
+            {**base, **_key_lists(unsent), "error": error, "max": max_attempts},
+        )
+        row = con.execute(
+            f"SELECT count(*) FROM deliveries, {_KEYS} WHERE {_WHERE} AND state = '{DEAD}' "
+            f"AND updated_at = $now AND {_MATCH}",
+            {**base, **_key_lists(unsent)},
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+# The keys of one call as a relation, joined in UPDATE ... FROM (one statement per batch).
+_KEYS = "(SELECT unnest($key_sources) AS k_source, unnest($key_ids) AS k_id) k"
+_MATCH = "deliveries.source = k.k_source AND deliveries.item_id = k.k_id"
+_WHERE = "deliveries.trigger = $trigger AND deliveries.sink = $sink AND deliveries.target = $target"
+
+
+def _key_lists(keys: Sequence[Key]) -> dict[str, list[str]]:
+    return {"key_sources": [k[0] for k in keys], "key_ids": [k[1] for k in keys]}

@@ -1,0 +1,68 @@
+"""The store's schema: one DDL string per version, applied in order.
+
+``meta.schema_version`` says which migrations ran. A new version appends a
+migration; existing ones are never edited.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: items, per-source state, the delivery ledger.
+    """
+    CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+    CREATE TABLE items (
+        source VARCHAR NOT NULL,
+        id VARCHAR NOT NULL,
+        title VARCHAR,
+        link VARCHAR,
+        summary VARCHAR,
+        content VARCHAR,
+        author VARCHAR,
+        published TIMESTAMPTZ,
+        tags VARCHAR[],
+        enclosures VARCHAR[],
+        raw VARCHAR,
+        hash VARCHAR,
+        first_seen TIMESTAMPTZ NOT NULL,
+        last_seen TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (source, id)
+    );
+    CREATE TABLE sources (
+        source VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        url VARCHAR NOT NULL,
+        title VARCHAR,
+        etag VARCHAR,
+        last_modified VARCHAR,
+        fetched_at TIMESTAMPTZ,
+        checked_at TIMESTAMPTZ,
+        last_success TIMESTAMPTZ,
+        last_error VARCHAR,
+        last_error_at TIMESTAMPTZ
+    );
+    CREATE TABLE trigger_sources (
+        trigger VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        PRIMARY KEY (trigger, source)
+    );
+    CREATE TABLE deliveries (
+        trigger VARCHAR NOT NULL,
+        sink VARCHAR NOT NULL,
+        target VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        item_id VARCHAR NOT NULL,
+        state VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error VARCHAR,
+        queued_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        sent_at TIMESTAMPTZ,
+        PRIMARY KEY (trigger, sink, target, source, item_id)
+    );
+    """,
+)
+
+VERSION = len(MIGRATIONS)
+
+# Delivery states, as stored in deliveries.state.
+QUEUED, SENT, FAILED, DEAD, SKIPPED = "queued", "sent", "failed", "dead", "skipped"

@@ -1,0 +1,242 @@
+"""``@trigger``: a plain function becomes a Prefect flow with a schedule.
+
+The decorated object *is* a :class:`prefect.Flow` (so Prefect can load it from
+``flows/<file>.py:<name>`` in a deployment run) with three additions: its
+``schedule``, ``preview()`` for a dry run, and ``check()`` for configuration
+problems found without fetching or sending anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prefect import Flow
+
+from . import _runtime
+from ._store import Store
+from .config import settings
+from .exceptions import ConfigurationError, TriggerRunFailed
+from .schedules import Schedule
+from .types import Item, Items, SinkReport, SourceReport
+
+__all__ = ["RunResult", "Trigger", "trigger"]
+
+
+class RunResult(Items):
+    """The items a trigger run collected, with what its sinks did.
+
+    It is an :class:`Items` (the items every source returned), so it renders as a
+    table in Jupyter; ``summary()`` is the one-line human account.
+
+    Attributes:
+        trigger: the trigger's name.
+        dry_run: True for a preview (nothing was sent or marked).
+        sources: one report per source call.
+        sinks: one report per sink call.
+    """
+
+    def __init__(
+        self,
+        trigger: str,
+        dry_run: bool,
+        items: Iterable[Item],
+        sources: list[SourceReport],
+        sinks: list[SinkReport],
+    ) -> None:
+        super().__init__(items)
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.sources = sources
+        self.sinks = sinks
+
+    @property
+    def new(self) -> int:
+        """Items stored for the first time in this run."""
+        return sum(r.new for r in self.sources)
+
+    @property
+    def failures(self) -> list[str]:
+        """Every failure of the run, one readable line each."""
+        lines = [f"{url}: {why}" for r in self.sources for url, why in r.failures.items()]
+        for s in self.sinks:
+            if s.error:
+                lines.append(f"{s.sink} to {s.target}: {s.error}")
+            lines += [f"{s.sink} to {s.target}: {title}: {why}" for title, why in s.failed.items()]
+        return lines
+
+    def summary(self) -> str:
+        """E.g. ``python_news: 3 new items, 3 sent to me@example.org``."""
+        parts = [f"{len(self)} items" + (f", {self.new} new" if not self.dry_run else "")]
+        for s in self.sinks:
+            if self.dry_run:
+                parts.append(f"{len(s.would_send)} would be sent to {s.target}")
+                continue
+            bits = [f"{s.sent} sent to {s.target}"]
+            if s.queued:
+                bits.append(f"{s.queued} queued")
+            if s.failed:
+                bits.append(f"{len(s.failed)} failed")
+            if s.skipped:
+                bits.append(f"{s.skipped} older skipped")
+            parts.append(", ".join(bits))
+        failures = self.failures
+        if failures:
+            parts.append(f"{len(failures)} problem{'s' if len(failures) > 1 else ''}")
+        return f"{self.trigger}: " + "; ".join(parts)
+
+    def markdown(self) -> str:
+        """The run summary as Markdown (the Prefect artifact)."""
+        lines = [f"### {self.trigger}", "", "| | count |", "|---|---|"]
+        lines.append(f"| items fetched | {len(self)} |")
+        lines.append(f"| new | {self.new} |")
+        for s in self.sinks:
+            lines.append(f"| sent to {s.target} ({s.sink}) | {s.sent} |")
+            lines.append(f"| queued for {s.target} | {s.queued} |")
+            lines.append(f"| failed for {s.target} | {len(s.failed)} |")
+        failures = self.failures
+        if failures:
+            lines += ["", "**Problems**", ""] + [f"- {f}" for f in failures]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        text = self.summary()
+        for s in self.sinks:
+            for body in s.would_send[:20]:
+                text += f"\n  → {s.target}: " + " | ".join(body.splitlines())
+        return text + "\n" + super().__repr__()
+
+    def _repr_html_(self) -> str:
+        would = "".join(
+            f"<li>{html.escape(s.target)}: {html.escape(b)}</li>"
+            for s in self.sinks
+            for b in s.would_send[:50]
+        )
+        extra = f"<ul>{would}</ul>" if would else ""
+        return f"<p><b>{html.escape(self.summary())}</b></p>{extra}" + super()._repr_html_()
+
+
+class Trigger(Flow[..., RunResult]):
+    """A trigger: a Prefect flow with a schedule. Create it with :func:`trigger`."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        schedule: Schedule | None,
+        description: str | None,
+        tags: Iterable[str],
+    ) -> None:
+        self.user_fn = fn
+        self.schedule = schedule
+        self.extra_tags = tuple(tags)
+
+        @functools.wraps(fn)
+        def run_trigger(*args: Any, **kwargs: Any) -> RunResult:
+            return self._execute("run", args, kwargs)
+
+        super().__init__(
+            fn=run_trigger,
+            name=name,
+            description=description,
+            log_prints=True,
+            validate_parameters=False,
+            persist_result=False,
+        )
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Deployment tags: ``triggerflow`` plus the trigger's own."""
+        return ("triggerflow", *self.extra_tags)
+
+    def preview(self, *args: Any, **kwargs: Any) -> RunResult:
+        """Dry run: fetch, then show what would be sent. Sends nothing, marks nothing.
+
+        Returns:
+            The items the sources returned, with ``would_send`` per sink.
+        """
+        return self._execute("preview", args, kwargs)
+
+    def check(self) -> list[str]:
+        """Configuration problems (missing accounts, bad targets), without any I/O."""
+        try:
+            self._execute("check", (), {})
+        except ConfigurationError as e:
+            return [str(e)]
+        return []
+
+    def _execute(self, mode: _runtime.Mode, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        s = settings()
+        ctx = _runtime.RunContext(self.name, mode, s, Store(s.store_path, s.store_wait))
+        token = _runtime._current.set(ctx)
+        try:
+            self.user_fn(*args, **kwargs)
+        finally:
+            _runtime._current.reset(token)
+        if mode == "check":
+            if ctx.problems:
+                raise ConfigurationError("; ".join(ctx.problems))
+            return None
+        result = RunResult(self.name, mode != "run", ctx.items, ctx.sources, ctx.sinks)
+        if mode == "run":
+            _publish_summary(result)
+            if result.failures:
+                raise TriggerRunFailed(
+                    f"trigger {self.name}: "
+                    + "; ".join(result.failures[:5])
+                    + (
+                        f" (and {len(result.failures) - 5} more)"
+                        if len(result.failures) > 5
+                        else ""
+                    )
+                )
+        return result
+
+
+def _publish_summary(result: RunResult) -> None:
+    """Log the summary and attach it to the flow run as a Markdown artifact."""
+    from prefect.artifacts import create_markdown_artifact
+
+    _runtime.logger().info(result.summary())
+    key = "".join(c if c.isalnum() else "-" for c in result.trigger.lower()) + "-summary"
+    create_markdown_artifact(
+        key=key, markdown=result.markdown(), description=f"Last run of {result.trigger}"
+    )
+
+
+def trigger(
+    fn: Callable[..., Any] | None = None,
+    *,
+    schedule: Schedule | None = None,
+    name: str | None = None,
+    tags: Iterable[str] = (),
+) -> Any:
+    """Make ``fn`` a trigger: a Prefect flow that ``triggerflow serve`` deploys.
+
+    Args:
+        fn: the function; its body calls sources and sinks.
+        schedule: ``every("15m")`` or ``cron("0 7 * * *")``; None runs only on demand.
+        name: the trigger's name (default: the function's name).
+        tags: extra deployment tags (``triggerflow`` is always set).
+
+    Example::
+
+        @trigger(schedule=every("15m"))
+        def python_news():
+            '''New posts from the Python blog, to me.'''
+            xmpp(rss("https://blog.python.org/feeds/posts/default"))
+    """
+
+    def wrap(f: Callable[..., Any]) -> Trigger:
+        return Trigger(
+            f,
+            name=name or f.__name__,
+            schedule=schedule,
+            description=(f.__doc__ or "").strip() or None,
+            tags=tags,
+        )
+
+    return wrap(fn) if fn is not None else wrap

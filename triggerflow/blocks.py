@@ -1,0 +1,98 @@
+"""Credentials as Prefect Blocks, with environment variables as the simple path.
+
+An account is named (``account="default"``). Its credentials come from, in order:
+
+1. environment variables ``TRIGGERFLOW_XMPP_<NAME>_JID``, ``_PASSWORD`` and the
+   optional ``_HOST``, ``_PORT``, ``_CA_FILE``, ``_OWNER``, ``_ALLOW_PLAINTEXT``;
+2. a saved :class:`XMPPAccount` block named ``xmpp-<name>`` (when a Prefect API is
+   configured), e.g. created with ``XMPPAccount(...).save("xmpp-default")``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from .exceptions import AccountNotConfigured
+
+__all__ = ["XMPPAccount", "load_xmpp_account"]
+
+
+class XMPPAccount(Block):
+    """An XMPP (Jabber) account that triggers send from.
+
+    Example::
+
+        from triggerflow.blocks import XMPPAccount
+        XMPPAccount(jid="bot@example.org", password="...", owner="me@example.org").save(
+            "xmpp-default"
+        )
+        account = XMPPAccount.load("xmpp-default")
+    """
+
+    _block_type_name = "XMPP Account"
+    _block_type_slug = "triggerflow-xmpp-account"
+    _description = "An XMPP account that triggerflow sends messages from."
+    _documentation_url = "https://github.com/triggerflow/triggerflow#accounts"  # type: ignore[assignment]
+
+    jid: str = Field(description="The account's address, e.g. bot@example.org.")
+    password: SecretStr = Field(description="The account's password (stored encrypted).")
+    host: str | None = Field(
+        default=None, description="Server to connect to, when not the JID's domain."
+    )
+    port: int | None = Field(default=None, description="Client port (default 5222).")
+    ca_file: str | None = Field(
+        default=None,
+        description="CA certificate file to trust, for self-hosted servers with their own CA.",
+    )
+    allow_plaintext: bool = Field(
+        default=False,
+        description="Allow an unencrypted connection (only for servers on this machine).",
+    )
+    owner: str | None = Field(
+        default=None,
+        description="Who receives messages when a sink names no recipient (you).",
+    )
+
+
+def _env_name(account: str) -> str:
+    return "TRIGGERFLOW_XMPP_" + re.sub(r"[^A-Za-z0-9]", "_", account).upper()
+
+
+def load_xmpp_account(account: str) -> XMPPAccount:
+    """The credentials of the named XMPP account.
+
+    Raises:
+        AccountNotConfigured: neither the environment nor a saved block has them;
+            the message says what to set.
+    """
+    prefix = _env_name(account)
+    jid = os.environ.get(prefix + "_JID")
+    password = os.environ.get(prefix + "_PASSWORD")
+    if jid and password:
+        port = os.environ.get(prefix + "_PORT")
+        return XMPPAccount(
+            jid=jid,
+            password=SecretStr(password),
+            host=os.environ.get(prefix + "_HOST") or None,
+            port=int(port) if port else None,
+            ca_file=os.environ.get(prefix + "_CA_FILE") or None,
+            allow_plaintext=os.environ.get(prefix + "_ALLOW_PLAINTEXT", "").lower()
+            in ("1", "true", "yes"),
+            owner=os.environ.get(prefix + "_OWNER") or None,
+        )
+    if os.environ.get("PREFECT_API_URL"):
+        try:
+            return XMPPAccount.load(f"xmpp-{account}")  # type: ignore[return-value]
+        except ValueError:
+            pass  # no such block
+    missing = " and ".join(
+        n for n, v in ((prefix + "_JID", jid), (prefix + "_PASSWORD", password)) if not v
+    )
+    raise AccountNotConfigured(
+        f"XMPP account {account!r} is not configured: set {missing} "
+        f"(or save an XMPPAccount block named 'xmpp-{account}')"
+    )

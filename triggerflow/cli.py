@@ -1,0 +1,282 @@
+"""The ``triggerflow`` command: a thin layer over the library.
+
+Imports stay lazy: Prefect reads its settings when first imported, so the
+environment (its home under the data dir, the API of a running ``serve``) is set
+before any command touches it, and ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from .config import Settings, settings
+from .exceptions import TriggerflowError
+
+EPILOG = """\
+Settings come from TRIGGERFLOW_* environment variables or ./triggerflow.toml
+(see `triggerflow config`). Accounts: TRIGGERFLOW_XMPP_DEFAULT_JID and
+TRIGGERFLOW_XMPP_DEFAULT_PASSWORD (see README, "Accounts").
+"""
+
+
+def say(text: str = "") -> None:
+    """Print one line of output now (also when piped)."""
+    print(text, flush=True)
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _when(t: datetime | None) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def cmd_serve(s: Settings, args: argparse.Namespace) -> int:
+    from ._serve import serve
+
+    return serve(s, say)
+
+
+def cmd_list(s: Settings, args: argparse.Namespace) -> int:
+    from ._serve import prepare_environment
+
+    api_url = prepare_environment(s)  # before anything imports prefect
+    from ._discovery import discover
+
+    found = discover(s.flows_dir)
+    for path, why in found.errors.items():
+        say(f"✗ {path}: {why}")
+    if not found.triggers:
+        say(f"No triggers in {s.flows_dir.resolve()}.")
+        return 1 if found.errors else 0
+    info: dict[str, Any] = {}
+    note = "Prefect: not running (start `triggerflow serve` to see paused/last run)"
+    if api_url:
+        from ._deployments import deployment_info
+
+        try:
+            info = deployment_info(sorted(found.triggers))
+            note = f"Prefect: {api_url}"
+        except TriggerflowError as e:
+            note = str(e)
+    rows = []
+    for name, t in sorted(found.triggers.items()):
+        problems = t.check()
+        d = info.get(name)
+        if problems:
+            status = "not configured"
+        elif d is None:
+            status = "?"
+        elif not d.deployed:
+            status = "not deployed"
+        else:
+            status = "paused" if d.paused else "active"
+        last = f"{d.last_state} {_when(d.last_run_at)}" if d and d.last_state else "-"
+        rows.append((name, t.schedule.describe() if t.schedule else "on demand", status, last))
+    say(_table(rows, ("TRIGGER", "SCHEDULE", "STATUS", "LAST RUN")))
+    for name, t in sorted(found.triggers.items()):
+        for problem in t.check():
+            say(f"  {name}: {problem}")
+    say(note)
+    return 1 if found.errors else 0
+
+
+def _find(s: Settings, name: str) -> Any:
+    from ._discovery import find
+
+    return find(s.flows_dir, name)
+
+
+def cmd_run(s: Settings, args: argparse.Namespace) -> int:
+    from ._serve import prepare_environment
+
+    api_url = prepare_environment(s)
+    t = _find(s, args.name)
+    if api_url is None:
+        say("No Prefect server running: this run uses a temporary one (slower to start).")
+    from prefect.states import State
+
+    state: State = t(return_state=True)
+    result = state.result(raise_on_failure=False) if state.is_completed() else None
+    if result is not None:
+        say(result.summary())
+    else:
+        say(f"{t.name}: {state.name}: {state.message or ''}".rstrip(": "))
+    if api_url:
+        ui = api_url.removesuffix("/").removesuffix("/api")
+        say(f"Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
+    return 0 if state.is_completed() else 1
+
+
+def cmd_preview(s: Settings, args: argparse.Namespace) -> int:
+    t = _find(s, args.name)
+    result = t.preview()
+    for src in result.sources:
+        for url, why in src.failures.items():
+            say(f"✗ {url}: {why}")
+        for url, why in src.warnings.items():
+            say(f"! {url}: {why}")
+    say(f"{len(result)} item(s) fetched (nothing sent, nothing marked).")
+    for sink in result.sinks:
+        if sink.error:
+            say(f"✗ {sink.sink} to {sink.target}: {sink.error}")
+        say(f"Would send {len(sink.would_send)} message(s) to {sink.target} ({sink.sink}):")
+        limit = args.limit
+        for body in sink.would_send[:limit]:
+            say("  → " + " | ".join(body.splitlines()))
+        if len(sink.would_send) > limit:
+            say(f"  … and {len(sink.would_send) - limit} more (--limit)")
+    return 1 if result.failures else 0
+
+
+def cmd_status(s: Settings, args: argparse.Namespace) -> int:
+    from ._store import Store
+
+    if not s.store_path.exists():
+        say(f"No store yet at {s.store_path}: no trigger has run.")
+        return 0
+    store = Store(s.store_path, s.store_wait)
+    with store.transaction(commit=False) as con:
+        routes = store.route_status(con)
+        collected = store.items_per_trigger(con)
+        failures = store.failures(con, args.failures)
+        sources = store.source_status(con)
+    rows = [
+        (r.trigger, f"{r.sink}:{r.target}", collected.get(r.trigger, 0), r.sent, r.queued,
+         r.failed + r.dead, r.skipped, _when(r.last_sent))
+        for r in routes
+    ]  # fmt: skip
+    names = {r.trigger for r in routes}
+    rows += [(t, "-", n, 0, 0, 0, 0, "-") for t, n in sorted(collected.items()) if t not in names]
+    say(
+        _table(
+            rows,
+            ("TRIGGER", "TARGET", "ITEMS", "SENT", "QUEUED", "FAILED", "SKIPPED", "LAST SENT"),
+        )
+    )
+    errors = [r for r in routes if r.last_error and (r.queued or r.failed or r.dead)]
+    if errors:
+        say("\nWhy items are waiting:")
+        for r in errors:
+            say(f"  {r.trigger} → {r.target}: {r.last_error}")
+    if failures:
+        say("\nFailed deliveries (newest first):")
+        for trig, target, state, title, why in failures:
+            say(f"  {trig} → {target} [{state}] {title}: {why}")
+    bad = [src for src in sources if src.last_error]
+    say(f"\nSources: {len(sources)}, failing: {len(bad)}")
+    for src in bad:
+        say(f"  ✗ {src.source} (since {_when(src.last_error_at)}): {src.last_error}")
+    if args.sources:
+        say(
+            _table(
+                [(x.source, x.kind, x.items, _when(x.last_success)) for x in sources],
+                ("SOURCE", "KIND", "ITEMS", "LAST SUCCESS"),
+            )
+        )
+    return 0
+
+
+def cmd_config(s: Settings, args: argparse.Namespace) -> int:
+    for key, value in s.describe().items():
+        say(f"{key:18} {value}   (TRIGGERFLOW_{key.upper()})")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to test that every command has help)."""
+    p = argparse.ArgumentParser(
+        prog="triggerflow",
+        description="Self-hosted, code-first 'if this then that': triggers in flows/*.py, "
+        "run by Prefect, remembered in DuckDB.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--flows", metavar="DIR", help="folder of trigger files (default: ./flows)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[..., int], help_: str, desc: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name, help=help_, description=desc, epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        sp.set_defaults(func=fn)
+        return sp
+
+    add(
+        "serve", cmd_serve, "run every trigger on its schedule (starts Prefect if needed)",
+        "Deploy every trigger in the flows folder with its schedule and run them until\n"
+        "Ctrl-C. Without PREFECT_API_URL a local Prefect server (SQLite in the data dir)\n"
+        "is started first and stopped on exit. Triggers whose account is not configured\n"
+        "are deployed paused and listed with the reason.",
+    )  # fmt: skip
+    add(
+        "list", cmd_list, "list triggers: schedule, paused or not, last run",
+        "List the triggers in the flows folder with their schedule, whether their\n"
+        "deployment is active or paused, and their last run (from the Prefect server of a\n"
+        "running `triggerflow serve`, or PREFECT_API_URL).",
+    )  # fmt: skip
+    sp = add(
+        "run", cmd_run, "run one trigger now, through Prefect",
+        "Run one trigger now as a Prefect flow run: fetch, store, send. Exits 1 if a\n"
+        "source or sink failed (what was delivered stays delivered; the rest stays queued).",
+    )  # fmt: skip
+    sp.add_argument("name", help="the trigger's name (see `triggerflow list`)")
+    sp = add(
+        "preview", cmd_preview, "dry run: show what a trigger would send",
+        "Fetch a trigger's sources and show the messages it would send. Nothing is sent\n"
+        "and no delivery state changes; the store is not written.",
+    )  # fmt: skip
+    sp.add_argument("name", help="the trigger's name (see `triggerflow list`)")
+    sp.add_argument("--limit", type=int, default=20, help="messages shown per target (20)")
+    sp = add(
+        "status", cmd_status, "what was collected, sent, queued and failed, and why",
+        "Per trigger and target: items collected, sent, queued, failed (with the\n"
+        "reason), skipped on the first run; then the sources that fail and why.",
+    )  # fmt: skip
+    sp.add_argument("--failures", type=int, default=10, help="failed deliveries shown (10)")
+    sp.add_argument("--sources", action="store_true", help="also list every source")
+    add("config", cmd_config, "show the effective settings", "Show every setting and its value.")
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``triggerflow`` command."""
+    args = build_parser().parse_args(argv)
+    if args.flows:
+        os.environ["TRIGGERFLOW_FLOWS_DIR"] = args.flows
+    try:
+        s = settings()
+        return int(args.func(s, args))
+    except TriggerflowError as e:
+        print(f"triggerflow: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

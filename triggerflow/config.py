@@ -1,0 +1,118 @@
+"""Settings: environment variables ``TRIGGERFLOW_*``, optionally a ``triggerflow.toml``.
+
+The environment wins over the file; the file is looked up in the current
+directory (beside ``flows/``). Defaults are for one person on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigurationError
+
+__all__ = ["Settings", "settings"]
+
+_PREFIX = "TRIGGERFLOW_"
+_TOML = "triggerflow.toml"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "triggerflow"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings (see ``triggerflow config``).
+
+    Attributes:
+        data_dir: where the DuckDB store, the Prefect server's SQLite database and
+            the serve state live (``TRIGGERFLOW_DATA_DIR``).
+        flows_dir: the folder whose ``*.py`` files hold the triggers (``TRIGGERFLOW_FLOWS_DIR``).
+        prefect_port: port of the local Prefect server ``serve`` starts when no
+            ``PREFECT_API_URL`` is set (``TRIGGERFLOW_PREFECT_PORT``).
+        retries: how often Prefect retries a source or sink task after a transient
+            failure (``TRIGGERFLOW_RETRIES``).
+        retry_delay: base delay in seconds of the exponential retry backoff
+            (``TRIGGERFLOW_RETRY_DELAY``).
+        max_attempts: failed sends after which an item is dead and no longer tried
+            (``TRIGGERFLOW_MAX_ATTEMPTS``).
+        first_run: how many of the newest items a new (trigger, target) pair gets;
+            older ones are recorded as skipped (``TRIGGERFLOW_FIRST_RUN``).
+        store_wait: seconds to wait for another process's lock on the store before
+            giving up with a clear error (``TRIGGERFLOW_STORE_WAIT``).
+        http_timeout: seconds for one feed request (``TRIGGERFLOW_HTTP_TIMEOUT``).
+        http_connections: concurrent connections of one source call
+            (``TRIGGERFLOW_HTTP_CONNECTIONS``).
+        xmpp_timeout: bound of each XMPP step: connect, join, acks (``TRIGGERFLOW_XMPP_TIMEOUT``).
+    """
+
+    data_dir: Path
+    flows_dir: Path
+    prefect_port: int = 4200
+    retries: int = 2
+    retry_delay: float = 10.0
+    max_attempts: int = 5
+    first_run: int = 5
+    store_wait: float = 30.0
+    http_timeout: float = 20.0
+    http_connections: int = 20
+    xmpp_timeout: float = 15.0
+
+    @property
+    def store_path(self) -> Path:
+        """The DuckDB file."""
+        return self.data_dir / "triggerflow.duckdb"
+
+    @property
+    def prefect_home(self) -> Path:
+        """``PREFECT_HOME`` of the Prefect server that ``serve`` starts."""
+        return self.data_dir / "prefect"
+
+    @property
+    def serve_state(self) -> Path:
+        """Where a running ``serve`` writes its PID and Prefect API URL."""
+        return self.data_dir / "serve.json"
+
+    def describe(self) -> dict[str, str]:
+        """Every setting with its effective value, as shown by ``triggerflow config``."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigurationError(f"settings file {path}: not valid TOML: {e}") from e
+    return dict(data.get("triggerflow", data))
+
+
+def settings() -> Settings:
+    """Read the settings now (the environment wins over ``triggerflow.toml``)."""
+    raw: dict[str, Any] = _read_toml(Path.cwd() / _TOML)
+    for f in fields(Settings):
+        env = os.environ.get(_PREFIX + f.name.upper())
+        if env not in (None, ""):
+            raw[f.name] = env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        kind = {"int": int, "float": float}.get(str(f.type))
+        try:
+            values[f.name] = kind(value) if kind else Path(str(value)).expanduser()
+        except ValueError as e:
+            raise ConfigurationError(
+                f"setting {f.name} ({_PREFIX}{f.name.upper()}): {value!r} is not a number"
+            ) from e
+    values.setdefault("data_dir", _default_data_dir())
+    values.setdefault("flows_dir", Path("flows"))
+    return Settings(**values)

@@ -1,0 +1,145 @@
+"""The one error tree of triggerflow.
+
+Every error a user can meet is a :class:`TriggerflowError`. Messages read like
+"what: which one: cause", and the foreign exception (httpx, slixmpp, duckdb,
+feedparser) is chained with ``raise ... from``, translated at one boundary
+module (``_http``, ``_xmpp``, ``_store``).
+
+Whether a failure is worth retrying is part of its type: ``TransientError``
+(a dead server, a timeout, a lock held too long) is retried by Prefect with
+backoff, ``PermanentError`` (a wrong password, an unknown recipient, a broken
+feed body) is not.
+
+::
+
+    TriggerflowError
+    ├── ConfigurationError          (a setting or account is missing or wrong)
+    │   └── AccountNotConfigured
+    ├── TriggerNotFound
+    ├── FlowsLoadError              (a file in flows/ could not be imported)
+    ├── StoreError
+    │   └── StoreBusyError          (+ TransientError)
+    ├── SourceError
+    │   └── FeedError
+    │       ├── FeedUnavailable     (+ TransientError)
+    │       └── FeedInvalid         (+ PermanentError)
+    ├── SinkError
+    │   └── XMPPError
+    │       ├── XMPPUnavailable     (+ TransientError)
+    │       ├── XMPPAuthError       (+ PermanentError)
+    │       ├── XMPPTLSError        (+ PermanentError)
+    │       └── XMPPRejected        (+ PermanentError)
+    ├── TriggerRunFailed            (a run that delivered what it could, then failed)
+    ├── TransientError   (marker)
+    └── PermanentError   (marker)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccountNotConfigured",
+    "ConfigurationError",
+    "FeedError",
+    "FeedInvalid",
+    "FeedUnavailable",
+    "FlowsLoadError",
+    "PermanentError",
+    "SinkError",
+    "SourceError",
+    "StoreBusyError",
+    "StoreError",
+    "TransientError",
+    "TriggerNotFound",
+    "TriggerRunFailed",
+    "TriggerflowError",
+    "XMPPAuthError",
+    "XMPPError",
+    "XMPPRejected",
+    "XMPPTLSError",
+    "XMPPUnavailable",
+]
+
+
+class TriggerflowError(Exception):
+    """Base class of every error raised by triggerflow."""
+
+
+class TransientError(TriggerflowError):
+    """Marker: the same call may succeed later (retried with backoff)."""
+
+
+class PermanentError(TriggerflowError):
+    """Marker: retrying will not help until something is changed by a person."""
+
+
+class ConfigurationError(TriggerflowError):
+    """A setting, an account or an argument is missing or wrong."""
+
+
+class AccountNotConfigured(ConfigurationError, PermanentError):
+    """A sink or source names an account whose credentials are nowhere to be found."""
+
+
+class TriggerNotFound(TriggerflowError):
+    """No trigger of that name in the flows directory."""
+
+
+class FlowsLoadError(TriggerflowError):
+    """A file in the flows directory could not be imported."""
+
+
+class StoreError(TriggerflowError):
+    """The DuckDB store could not be read or written."""
+
+
+class StoreBusyError(StoreError, TransientError):
+    """Another process held the store's lock for longer than the configured wait."""
+
+
+class SourceError(TriggerflowError):
+    """A source could not fetch its items."""
+
+
+class FeedError(SourceError):
+    """An RSS/Atom feed could not be fetched or parsed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"feed {url}: {reason}")
+
+
+class FeedUnavailable(FeedError, TransientError):
+    """The feed's server did not answer, timed out or answered 5xx/429."""
+
+
+class FeedInvalid(FeedError, PermanentError):
+    """The feed answered, but with an error status or something that is not a feed."""
+
+
+class SinkError(TriggerflowError):
+    """A sink could not deliver."""
+
+
+class XMPPError(SinkError):
+    """Sending over XMPP failed."""
+
+
+class XMPPUnavailable(XMPPError, TransientError):
+    """The XMPP server is down, unreachable, or did not answer in time."""
+
+
+class XMPPAuthError(XMPPError, PermanentError):
+    """The XMPP server refused the account's credentials."""
+
+
+class XMPPTLSError(XMPPError, PermanentError):
+    """TLS could not be set up or the server's certificate was not trusted."""
+
+
+class XMPPRejected(XMPPError, PermanentError):
+    """The server bounced a message or refused to let us into a room."""
+
+
+class TriggerRunFailed(TriggerflowError):
+    """A trigger run did what it could (delivered items stay delivered), but a part failed."""

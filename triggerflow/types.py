@@ -1,0 +1,193 @@
+"""The data that flows through a trigger: items and the reports of one run."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, overload
+
+__all__ = ["Item", "Items", "SinkReport", "SourceReport"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One collected thing: a feed entry, a webhook event, a chat message.
+
+    Attributes:
+        source: the key of the source that produced it (for a feed, its URL as written
+            in the trigger, even after a permanent redirect).
+        id: stable id within the source: the entry's guid/id, else its link, else a
+            hash of its content; the same entry gets the same id on every run.
+        title: one-line title (may be empty).
+        link: URL of the thing itself (may be empty).
+        summary: short text or HTML.
+        content: full text or HTML when the source has it.
+        author: author name (may be empty).
+        published: when it was published or last updated, timezone-aware, or None.
+        tags: category terms.
+        enclosures: URLs of attached media.
+        raw: the source's own record, for format functions that need more.
+    """
+
+    source: str
+    id: str
+    title: str = ""
+    link: str = ""
+    summary: str = ""
+    content: str = ""
+    author: str = ""
+    published: datetime | None = None
+    tags: tuple[str, ...] = ()
+    enclosures: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(source, id)``: the identity of the item in the store."""
+        return (self.source, self.id)
+
+
+_COLUMNS = ("title", "link", "published", "author", "source")
+
+
+class Items(Sequence[Item]):
+    """A sequence of :class:`Item` that renders as a table in Jupyter.
+
+    Behaves like a tuple (index, slice, iterate, ``len``); ``.df()`` gives a pandas
+    DataFrame when pandas is installed; ``.filter(fn)`` keeps the items ``fn``
+    accepts.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[Item] = ()) -> None:
+        self._items: tuple[Item, ...] = tuple(items)
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> Items: ...
+    def __getitem__(self, index: int | slice) -> Item | Items:
+        if isinstance(index, slice):
+            return Items(self._items[index])
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self._items)
+
+    def __add__(self, other: Iterable[Item]) -> Items:
+        return Items((*self._items, *other))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Items):
+            return self._items == other._items
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def filter(self, accept: Any) -> Items:
+        """The items for which ``accept(item)`` is true."""
+        return Items(i for i in self._items if accept(i))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The items as plain dicts (every field but ``raw``)."""
+        return [
+            {k: getattr(i, k) for k in Item.__dataclass_fields__ if k != "raw"} for i in self._items
+        ]
+
+    def df(self) -> Any:
+        """The items as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the user's environment
+            raise ImportError("Items.df() needs pandas: pip install pandas") from e
+        return pd.DataFrame(self.rows())
+
+    def __repr__(self) -> str:
+        if not self._items:
+            return "Items([])"
+        lines = [f"Items({len(self._items)}):"]
+        for i in self._items[:20]:
+            when = i.published.strftime("%Y-%m-%d %H:%M") if i.published else "—"
+            lines.append(f"  {when}  {_cut(i.title or i.id, 70)}  {i.link}")
+        if len(self._items) > 20:
+            lines.append(f"  … and {len(self._items) - 20} more")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
+        body = []
+        for i in self._items[:200]:
+            cells = []
+            for c in _COLUMNS:
+                v = getattr(i, c)
+                text = v.isoformat(timespec="minutes") if isinstance(v, datetime) else str(v or "")
+                if c == "link" and text:
+                    text = f'<a href="{html.escape(text)}">{html.escape(_cut(text, 60))}</a>'
+                else:
+                    text = html.escape(_cut(text, 100))
+                cells.append(f"<td>{text}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        more = f"<p>… and {len(self._items) - 200} more</p>" if len(self._items) > 200 else ""
+        return (
+            f"<p>{len(self._items)} items</p><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>{more}"
+        )
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dataclass
+class SourceReport:
+    """What one source call did in one run.
+
+    Attributes:
+        source: ``"rss"`` and the like.
+        fetched: items the source returned (new and already known).
+        new: items stored for the first time in this run (0 in a dry run).
+        failures: per feed or endpoint, the one-line reason it failed.
+        warnings: things that worked but deserve a look
+            (e.g. a malformed feed that still had entries).
+    """
+
+    source: str
+    fetched: int = 0
+    new: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SinkReport:
+    """What one sink call did (or, in a dry run, would do) in one run.
+
+    Attributes:
+        sink: ``"xmpp"`` and the like.
+        target: who receives (a JID, a room, a feed name).
+        sent: items delivered and confirmed in this run.
+        queued: items still owed after this run (over a limit, or after a transient failure).
+        failed: items that failed permanently in this run, with the reason.
+        skipped: items recorded as skipped (the first run of a new target only takes
+            the newest few).
+        would_send: in a dry run, the messages that would have been sent.
+        error: what stopped the sink, if anything.
+        dry_run: True for previews.
+    """
+
+    sink: str
+    target: str
+    sent: int = 0
+    queued: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: int = 0
+    would_send: list[str] = field(default_factory=list)
+    error: str | None = None
+    dry_run: bool = False
