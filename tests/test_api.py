@@ -60,3 +60,42 @@ def test_sinks_outside_a_trigger_say_how_to_use_them() -> None:
 
     with pytest.raises(TriggerflowError, match="inside a trigger"):
         xmpp([], to="me@example.org")
+
+
+def test_items_render_as_a_table_in_jupyter() -> None:
+    from datetime import UTC, datetime
+
+    from triggerflow import Item, Items
+
+    items = Items(
+        [
+            Item(source="s", id="1", title="<script>x</script>", link="http://127.0.0.1/1",
+                 published=datetime(2026, 1, 2, tzinfo=UTC)),
+            Item(source="s", id="2", title="second"),
+        ]
+    )  # fmt: skip
+    html = items._repr_html_()
+    assert html.count("<tr>") == 3  # header + 2 rows
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "2026-01-02" in html
+    assert isinstance(items[:1], Items) and len(items[:1]) == 1
+    assert "second" in repr(items)
+
+
+def test_preview_works_inside_a_running_event_loop(feeds) -> None:  # type: ignore[no-untyped-def]
+    """Jupyter runs cells inside an event loop: preview must not call asyncio.run there."""
+    import asyncio
+
+    from triggerflow import trigger
+    from triggerflow.sources import rss
+
+    feeds.publish("/nb.xml", ["from a notebook"])
+
+    @trigger
+    def nb() -> None:
+        rss(feeds.url("/nb.xml"))
+
+    async def cell() -> list[str]:
+        return [i.title for i in nb.preview()]
+
+    assert asyncio.run(cell()) == ["from a notebook"]

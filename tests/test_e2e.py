@@ -256,3 +256,82 @@ def test_two_processes_and_a_reader_share_one_store(
     states = {r[3] for r in deliveries(data_dir)}
     assert states == {"sent"}
     assert len(deliveries(data_dir)) == 8
+
+
+def test_secrets_stay_out_of_logs_artifacts_and_the_store(
+    feeds: Any, prosody: Any, recipient: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from triggerflow._async import run_sync
+
+    secret = "s3cret-Passw0rd-xyz"
+    prosody.register("secretive", secret)
+    for key, value in prosody.env(user="secretive", owner=recipient.jid).items():
+        monkeypatch.setenv(key, value)
+    feeds.publish("/s.xml", titles(2))
+    t = make_trigger("secretive", feeds.url("/s.xml"))
+    state = t(return_state=True)
+    assert state.is_completed()
+    recipient.wait_for(2)
+    # ... and a failing run, whose error text is the most likely place for a leak.
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_PASSWORD", secret + "-wrong")
+    feeds.publish("/s.xml", titles(3))
+    failed = t(return_state=True)
+    assert failed.is_failed()
+
+    async def everything_prefect_kept() -> str:
+        async with get_client() as client:
+            texts = []
+            for run_state in (state, failed):
+                run_id = run_state.state_details.flow_run_id
+                run = await client.read_flow_run(run_id)
+                texts.append(repr(run.parameters) + repr(run.state))
+                logs = await client.read_logs(
+                    LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+                )
+                texts += [log.message for log in logs]
+                for task_run in await client.read_task_runs():
+                    texts.append(repr(task_run.task_inputs) + repr(task_run.state))
+            texts += [repr(a.data) for a in await client.read_artifacts()]
+            return "\n".join(texts)
+
+    kept = run_sync(everything_prefect_kept())
+    assert "secretive" in kept and "refused the password" in kept  # we did read the logs
+    assert secret not in kept
+    assert secret.encode() not in (data_dir / "triggerflow.duckdb").read_bytes()
+
+
+def test_a_run_shows_its_task_runs_and_ends_with_a_summary_artifact(
+    feeds: Any, recipient: Any
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    from triggerflow._async import run_sync
+
+    feeds.publish("/ui.xml", titles(3))
+    state = make_trigger("watched", feeds.url("/ui.xml"))(return_state=True)
+    run_id = state.state_details.flow_run_id
+
+    async def look() -> tuple[list[str], str]:
+        async with get_client() as client:
+            tasks = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            )
+            (artifact,) = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["watched-summary"])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            )
+            return sorted(t.name for t in tasks), str(artifact.data)
+
+    names, summary = run_sync(look())
+    assert names == [f"rss: {feeds.url('/ui.xml')}", f"xmpp → {recipient.jid}"]
+    assert "| new | 3 |" in summary
+    assert f"| sent to {recipient.jid} (xmpp) | 3 |" in summary

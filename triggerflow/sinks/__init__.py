@@ -1,5 +1,5 @@
 """Sinks: each sends what the delivery ledger says is owed and returns a report."""
 
-from .xmpp import xmpp
+from ._xmpp import xmpp
 
 __all__ = ["xmpp"]

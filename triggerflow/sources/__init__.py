@@ -1,5 +1,5 @@
 """Sources: each returns :class:`~triggerflow.Items` (and stores them in a trigger run)."""
 
-from .rss import rss
+from ._rss import rss
 
 __all__ = ["rss"]

@@ -148,9 +148,9 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
     transient = [r.error for r in responses if isinstance(r.error, TransientError)]
     if len(report.failures) == len(feeds) and transient:
         # Nothing worked and waiting may help: let Prefect retry the task.
-        err = FeedUnavailable(
-            feeds[0] if len(feeds) == 1 else f"all {len(feeds)} feeds", transient[0].reason
-        )
+        err = FeedUnavailable(feeds[0], transient[0].reason)
+        if len(feeds) > 1:
+            err.args = (f"all {len(feeds)} feeds failed, e.g. {err}",)
         err.failures = dict(report.failures)  # type: ignore[attr-defined]
         raise err
     return out

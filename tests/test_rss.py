@@ -1,0 +1,237 @@
+"""The RSS/Atom source against a real local HTTP server, with and without the store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from triggerflow import Item, trigger
+from triggerflow._feedparse import parse_many
+from triggerflow._http import USER_AGENT, FeedRequest, fetch_all
+from triggerflow.exceptions import FeedInvalid, FeedUnavailable, TriggerRunFailed
+from triggerflow.sources import _rss as mod
+from triggerflow.sources import rss
+
+
+def _fetch(requests: list[FeedRequest], timeout: float = 5, connections: int = 4) -> list[Any]:
+    return asyncio.run(fetch_all(requests, timeout=timeout, connections=connections))
+
+
+def test_items_are_normalised_and_ids_stable(feeds: Any) -> None:
+    feeds.publish("/a.xml", ["first", "second <b>&</b>"])
+    items = rss(feeds.url("/a.xml"))
+    assert [i.title for i in items] == ["first", "second <b>&</b>"]
+    first = items[0]
+    assert isinstance(first, Item)
+    assert first.id == feeds.url("/a.xml") + "#0"  # the guid
+    assert first.link == feeds.url("/a.xml") + "#0"
+    assert first.source == feeds.url("/a.xml")
+    assert first.published is not None and first.summary == "about first"
+    with pytest.raises(FrozenInstanceError):
+        first.title = "changed"  # type: ignore[misc]
+    assert [i.id for i in rss(feeds.url("/a.xml"))] == [i.id for i in items]
+
+
+def test_ids_without_guid_fall_back_to_link_then_content(feeds: Any) -> None:
+    body = (
+        b'<rss version="2.0"><channel><title>t</title>'
+        b"<item><title>with link</title><link>http://127.0.0.1/x</link></item>"
+        b"<item><title>bare</title><description>only text</description></item>"
+        b"</channel></rss>"
+    )
+    feeds.raw("/noguid.xml", body, "application/rss+xml")
+    a, b = rss(feeds.url("/noguid.xml"))
+    assert a.id == "http://127.0.0.1/x"
+    assert b.id and b.id != a.id
+    assert rss(feeds.url("/noguid.xml"))[1].id == b.id  # the hash is stable
+
+
+def test_atom_feeds(feeds: Any) -> None:
+    feeds.publish("/atom.xml", ["one", "two"], kind="atom")
+    items = rss(feeds.url("/atom.xml"))
+    assert [i.title for i in items] == ["one", "two"]
+    assert items[0].id == feeds.url("/atom.xml") + "#0"
+
+
+def test_requests_say_who_we_are_and_accept_gzip(feeds: Any) -> None:
+    feeds.publish("/ua.xml", ["x"])
+    (resp,) = _fetch([FeedRequest("ua", feeds.url("/ua.xml"))])
+    sent = feeds.headers["/ua.xml"]
+    assert sent["User-Agent"] == USER_AGENT and "triggerflow" in USER_AGENT
+    assert "gzip" in sent["Accept-Encoding"]
+    assert resp.headers.get("content-encoding") == "gzip"  # and it was decoded
+    assert resp.body.startswith(b"<?xml")
+
+
+def test_conditional_get_and_304(feeds: Any) -> None:
+    feeds.publish("/c.xml", ["x"])
+    (first,) = _fetch([FeedRequest("c", feeds.url("/c.xml"))])
+    assert first.etag and first.last_modified
+    again = FeedRequest("c", feeds.url("/c.xml"), first.etag, first.last_modified)
+    (second,) = _fetch([again])
+    assert second.not_modified and second.body is None
+    assert feeds.headers["/c.xml"]["If-None-Match"] == first.etag
+    assert feeds.not_modified["/c.xml"] == 1
+
+
+def test_with_the_store_a_304_costs_no_parsing_and_keeps_the_items(
+    feeds: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feeds.publish("/t.xml", ["a", "b"])
+    url = feeds.url("/t.xml")
+    first = mod._fetch("watch", (url,), True, True)  # what the Prefect task runs
+    assert first.report.new == 2
+
+    parsed: list[int] = []
+    monkeypatch.setattr(mod, "parse_many", lambda jobs: parsed.append(len(jobs)) or [])
+    again = mod._fetch("watch", (url,), True, True)
+    assert feeds.not_modified["/t.xml"] == 1
+    assert parsed == [0]  # nothing handed to the parser
+    assert sorted(i.title for i in again.items) == ["a", "b"]  # what it listed last time
+    assert again.report.new == 0
+
+
+def test_permanent_redirect_updates_the_stored_url_temporary_does_not(
+    feeds: Any, data_dir: Path
+) -> None:
+    feeds.publish("/new.xml", ["moved"])
+    feeds.redirect("/old.xml", "/new.xml", 301)
+    feeds.redirect("/tmp.xml", "/new.xml", 302)
+    got = mod._fetch(None, (feeds.url("/old.xml"), feeds.url("/tmp.xml")), True, True)
+    assert [i.title for i in got.items] == ["moved", "moved"]
+    con = duckdb.connect(str(data_dir / "triggerflow.duckdb"), read_only=True)
+    urls = dict(con.execute("SELECT source, url FROM sources").fetchall())
+    con.close()
+    assert urls[feeds.url("/old.xml")] == feeds.url("/new.xml")
+    assert urls[feeds.url("/tmp.xml")] == feeds.url("/tmp.xml")
+    before = feeds.requests["/old.xml"]
+    mod._fetch(None, (feeds.url("/old.xml"),), True, True)
+    assert feeds.requests["/old.xml"] == before  # went straight to the new URL
+
+
+@pytest.mark.parametrize(
+    ("setup", "error", "reason"),
+    [
+        (lambda f: f.broken("/x.xml", 500), FeedUnavailable, "500"),
+        (lambda f: f.broken("/x.xml", 404), FeedInvalid, "404"),
+        (lambda f: f.raw("/x.xml", b"<html><body>hello</body></html>", "text/html"),
+         None, "not a valid RSS/Atom feed"),
+        (lambda f: f.slow("/x.xml", 3.0), FeedUnavailable, "no answer within 1 s"),
+    ],
+    ids=["http-500", "http-404", "not-a-feed", "timeout"],
+)  # fmt: skip
+def test_a_broken_feed_fails_alone_with_a_clear_reason(
+    feeds: Any, setup: Any, error: type | None, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIGGERFLOW_HTTP_TIMEOUT", "1")
+    setup(feeds)
+    feeds.publish("/ok.xml", ["fine"])
+    bad, ok = feeds.url("/x.xml"), feeds.url("/ok.xml")
+    got = mod._fetch(None, (bad, ok), False, False)
+    assert [i.title for i in got.items] == ["fine"]
+    assert reason in got.report.failures[bad]
+    assert "\n" not in got.report.failures[bad]
+    if error is not None:
+        (resp,) = _fetch([FeedRequest(bad, bad)], timeout=1)
+        assert isinstance(resp.error, error)
+
+
+def test_bozo_feed_with_entries_keeps_them_and_warns(feeds: Any) -> None:
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>kept &nbsp; anyway</title><guid>g1</guid></item></channel></rss>"
+    )
+    feeds.raw("/bozo.xml", body, "application/rss+xml")
+    got = mod._fetch(None, (feeds.url("/bozo.xml"),), False, False)
+    assert [i.title for i in got.items] == ["kept anyway"]
+    assert "malformed feed, kept 1 entries" in got.report.warnings[feeds.url("/bozo.xml")]
+    assert not got.report.failures
+
+
+def test_many_feeds_concurrently_over_bounded_connections(feeds: Any) -> None:
+    """50 slow feeds, 5 connections: never more than 5 requests at once, all answered."""
+    active, peak, lock = 0, 0, threading.Lock()
+    original = feeds._handle
+
+    def counting(h: Any) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            original(h)
+        finally:
+            with lock:
+                active -= 1
+
+    for i in range(50):
+        feeds.slow(f"/f{i}.xml", 0.05, [f"item {i}"])
+    feeds._handle = counting
+    try:
+        responses = _fetch(
+            [FeedRequest(str(i), feeds.url(f"/f{i}.xml")) for i in range(50)], connections=5
+        )
+    finally:
+        feeds._handle = original
+    assert all(r.body for r in responses)
+    assert 1 < peak <= 5
+
+
+def test_parsing_a_lot_uses_worker_processes_and_keeps_order(feeds: Any) -> None:
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: parsing stays in-process by design")
+    bodies = []
+    for n in range(4):
+        titles = [f"feed {n} item {i} " + "x" * 2000 for i in range(150)]
+        feeds.publish(f"/big{n}.xml", titles)
+        (r,) = _fetch([FeedRequest(str(n), feeds.url(f"/big{n}.xml"))])
+        bodies.append((str(n), r.url, r.body, r.headers))
+    assert sum(len(b[2]) for b in bodies) > 1_000_000  # above the parallel threshold
+    parsed = parse_many(bodies)
+    assert [p.source for p in parsed] == ["0", "1", "2", "3"]
+    assert [p.items[0].title.split(" x")[0] for p in parsed] == [
+        f"feed {n} item 0" for n in range(4)
+    ]
+
+
+def test_opml_import(feeds: Any, tmp_path: Path) -> None:
+    feeds.publish("/o1.xml", ["one"])
+    feeds.publish("/o2.xml", ["two"])
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<opml version="2.0"><body><outline text="group">'
+        f'<outline type="rss" xmlUrl="{feeds.url("/o1.xml")}"/>'
+        f'<outline type="rss" xmlUrl="{feeds.url("/o2.xml")}"/>'
+        "</outline></body></opml>"
+    )
+    assert sorted(i.title for i in rss(opml=opml)) == ["one", "two"]
+
+
+def test_a_failing_feed_makes_the_run_fail_but_delivers_the_rest(
+    feeds: Any, prefect_api: str, data_dir: Path
+) -> None:
+    """In a real run: the good feed's items are stored, the bad feed is named, in status."""
+    feeds.publish("/good.xml", ["good"])
+    feeds.broken("/bad.xml", 404)
+    good, bad = feeds.url("/good.xml"), feeds.url("/bad.xml")
+
+    @trigger
+    def mixed() -> None:
+        rss(good, bad)
+
+    with pytest.raises(TriggerRunFailed, match="404"):
+        mixed()
+    con = duckdb.connect(str(data_dir / "triggerflow.duckdb"), read_only=True)
+    titles = [r[0] for r in con.execute("SELECT title FROM items").fetchall()]
+    errors = dict(con.execute("SELECT source, last_error FROM sources").fetchall())
+    con.close()
+    assert titles == ["good"]
+    assert errors[good] is None and "404" in errors[bad]
