@@ -1,0 +1,39 @@
+"""The README stays true: its commands are the ones CI and the CLI use, its example runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from triggerflow import Trigger
+from triggerflow.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    setup = [b.strip() for b in _blocks("sh") if b.strip().startswith("python3 -m venv")]
+    assert len(setup) == 2
+    serve, tests = setup
+    assert serve.endswith("triggerflow serve")
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci == tests
+
+
+def test_the_first_example_defines_a_trigger() -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(_blocks("python")[0], "README.md", "exec"), namespace)  # noqa: S102
+    t = namespace["python_news"]
+    assert isinstance(t, Trigger) and t.schedule is not None
+    assert t.schedule.describe() == "every 15m"
+
+
+def test_every_cli_command_is_documented() -> None:
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in commands:
+        assert f"triggerflow {name}" in README, name
