@@ -71,7 +71,8 @@ def test_first_run_of_a_route_takes_the_newest_and_skips_the_rest(store: Store) 
     assert [i.id for i in owed] == ["id7", "id8", "id9"]  # newest three, oldest first
     with store.transaction() as con:  # later runs queue everything new
         store.upsert_items(con, items(5, start=10), T0)
-        assert store.enqueue(con, ROUTE, [i.key for i in items(15)], 3, T0) == 0
+        later = T0 + timedelta(hours=1)
+        assert store.enqueue(con, ROUTE, [i.key for i in items(15)], 3, later) == 0
         assert len(store.owed(con, ROUTE)) == 8
 
 
@@ -158,3 +159,15 @@ def test_batches_are_single_statements(store: Store) -> None:
         assert con.execute("SELECT count(*) FROM deliveries WHERE state = 'sent'").fetchone() == (
             5000,
         )
+
+
+def test_skip_backlog_skips_what_is_owed_and_what_was_published_before(store: Store) -> None:
+    with store.transaction() as con:
+        store.upsert_items(con, items(3), T0)
+        store.enqueue(con, ROUTE, [i.key for i in items(3)], 10, T0)
+        assert store.skip_backlog(con, ["t"], T0 + timedelta(hours=4)) == 3
+        # found after the return: published at hours 3..5, the return was at hour 4
+        store.upsert_items(con, items(3, start=3), T0)
+        later = T0 + timedelta(days=1)
+        assert store.enqueue(con, ROUTE, [i.key for i in items(6)], 10, later) == 1
+        assert [i.id for i in store.owed(con, ROUTE)] == ["id4", "id5"]

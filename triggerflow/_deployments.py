@@ -65,3 +65,40 @@ def deployment_info(names: list[str]) -> dict[str, DeploymentInfo]:
         return run_sync(_fetch(names))
     except Exception as e:  # httpx/prefect errors: one readable line
         raise TriggerflowError(f"Prefect API not reachable: {type(e).__name__}: {e}") from e
+
+
+async def _set_paused(wanted: dict[str, bool]) -> dict[str, bool]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    changed: dict[str, bool] = {}
+    async with get_client() as client:
+        deployments = await client.read_deployments(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=list(wanted)))
+        )
+        for d in deployments:
+            if d.name not in wanted or d.paused == wanted[d.name]:
+                continue
+            if wanted[d.name]:
+                await client.pause_deployment(d.id)
+            else:
+                await client.resume_deployment(d.id)
+            changed[d.name] = wanted[d.name]
+    return changed
+
+
+def set_paused(wanted: dict[str, bool]) -> dict[str, bool]:
+    """Pause (True) or resume (False) the deployments of the named triggers.
+
+    Returns the ones whose state changed. Pausing deletes their future scheduled runs;
+    resuming lets the server schedule them again (nothing missed is replayed).
+
+    Raises:
+        TriggerflowError: the API could not be reached.
+    """
+    if not wanted:
+        return {}
+    try:
+        return run_sync(_set_paused(wanted))
+    except Exception as e:  # httpx/prefect errors: one readable line
+        raise TriggerflowError(f"Prefect API not reachable: {type(e).__name__}: {e}") from e

@@ -49,8 +49,12 @@ def prepare_environment(s: Settings, *, use_serve: bool = True) -> str | None:
     return None
 
 
-def deployment_for(trigger: Any, problems: list[str]) -> Any:
-    """The Prefect deployment of one trigger; paused when it is not configured yet."""
+def deployment_for(trigger: Any, problems: list[str], paused_because: str | None = None) -> Any:
+    """The Prefect deployment of one trigger.
+
+    Paused when it is not configured yet, on vacation or paused by hand: Prefect
+    un-pauses whatever is deployed again, so the pause is part of every deployment.
+    """
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
     from .schedules import to_prefect
@@ -58,11 +62,14 @@ def deployment_for(trigger: Any, problems: list[str]) -> Any:
     description = trigger.description or ""
     if problems:
         description = (description + "\n\nNot configured: " + "; ".join(problems)).strip()
-    schedules = [to_prefect(trigger.schedule, active=not problems)] if trigger.schedule else None
+    paused = bool(problems) or paused_because is not None
+    # The schedule stays active: `paused` alone stops it, and resuming the deployment
+    # (vacation off, `triggerflow resume`) then brings its runs back.
+    schedules = [to_prefect(trigger.schedule)] if trigger.schedule else None
     return trigger.to_deployment(
         name=trigger.name,
         schedules=schedules,
-        paused=bool(problems),
+        paused=paused,
         tags=list(trigger.tags),
         description=description or None,
         # One run at a time; runs missed while nobody served are dropped rather
@@ -122,15 +129,20 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say) -> int:
         raise ConfigurationError(
             f"no triggers found in {where}; write one (see README) or set TRIGGERFLOW_FLOWS_DIR"
         )
+    from .vacation import paused_reasons
+
+    held = paused_reasons(found.triggers)
     deployments = []
     for name, t in sorted(found.triggers.items()):
         problems = t.check()
         when = t.schedule.describe() if t.schedule else "on demand"
         if problems:
             say(f"  ⏸ {name} ({when}): not configured: {'; '.join(problems)}")
+        elif name in held:
+            say(f"  ⏸ {name} ({when}): {held[name]}")
         else:
             say(f"  ✓ {name} ({when})")
-        deployments.append(deployment_for(t, problems))
+        deployments.append(deployment_for(t, problems, held.get(name)))
 
     import prefect
 

@@ -72,12 +72,17 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
             note = f"Prefect: {api_url}"
         except TriggerflowError as e:
             note = str(e)
+    from . import vacation
+
+    held = vacation.paused_reasons(found.triggers)
     rows = []
     for name, t in sorted(found.triggers.items()):
         problems = t.check()
         d = info.get(name)
         if problems:
             status = "not configured"
+        elif name in held:
+            status = "paused (vacation)" if held[name].startswith("on vacation") else "paused"
         elif d is None:
             status = "?"
         elif not d.deployed:
@@ -90,6 +95,9 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
     for name, t in sorted(found.triggers.items()):
         for problem in t.check():
             say(f"  {name}: {problem}")
+    away = vacation.status()
+    if away.active and away.since is not None:
+        say(f"On vacation since {_when(away.since)}" + (f": {away.note}" if away.note else ""))
     say(note)
     return 1 if found.errors else 0
 
@@ -190,6 +198,67 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _applied(change: Any) -> str:
+    if change.applied:
+        return ""
+    return " (no Prefect server reachable: `triggerflow serve` applies it when it starts)"
+
+
+def cmd_vacation(s: Settings, args: argparse.Namespace) -> int:
+    from ._serve import prepare_environment
+
+    prepare_environment(s)
+    from . import vacation
+
+    if args.action == "on":
+        change = vacation.on(note=args.note)
+        names = ", ".join(change.vacation.resume) or "none"
+        say(f"On vacation. Paused: {names}.{_applied(change)}")
+        say("`triggerflow vacation off` resumes exactly these.")
+    elif args.action == "off":
+        before = vacation.status()
+        change = vacation.off(skip_backlog=args.skip_backlog)
+        resumed = [n for n in before.resume if n not in change.vacation.paused]
+        say(f"Back from vacation. Resumed: {', '.join(resumed) or 'none'}.{_applied(change)}")
+        kept = sorted(change.vacation.paused)
+        if kept:
+            say(f"Still paused by hand: {', '.join(kept)} (`triggerflow resume NAME`).")
+        if args.skip_backlog:
+            say(f"Skipped {change.skipped} queued item(s) and anything published while away.")
+    else:
+        state = vacation.status()
+        if state.active and state.since is not None:
+            say(
+                f"On vacation since {_when(state.since)}"
+                + (f": {state.note}" if state.note else "")
+            )
+            say(f"Paused for the vacation: {', '.join(state.resume) or 'none'}")
+        else:
+            say("Not on vacation.")
+        for name, at in sorted(state.paused.items()):
+            say(f"Paused by hand: {name} (since {_when(at)})")
+    return 0
+
+
+def cmd_pause(s: Settings, args: argparse.Namespace) -> int:
+    from ._serve import prepare_environment
+
+    prepare_environment(s)
+    from . import vacation
+
+    _find(s, args.name)  # a typo is an error, not a pause of nothing
+    if args.action == "pause":
+        change = vacation.pause(args.name.replace("-", "_"), note=args.note)
+        say(f"Paused {args.name}.{_applied(change)}")
+    else:
+        change = vacation.resume(args.name.replace("-", "_"))
+        if change.vacation.active:
+            say(f"{args.name} is no longer paused by hand; it resumes when the vacation ends.")
+        else:
+            say(f"Resumed {args.name}.{_applied(change)}")
+    return 0
+
+
 def cmd_config(s: Settings, args: argparse.Namespace) -> int:
     for key, value in s.describe().items():
         say(f"{key:18} {value}   (TRIGGERFLOW_{key.upper()})")
@@ -253,6 +322,30 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp.add_argument("--failures", type=int, default=10, help="failed deliveries shown (10)")
     sp.add_argument("--sources", action="store_true", help="also list every source")
+    sp = add(
+        "vacation", cmd_vacation, "pause every trigger while away, resume them on return",
+        "on: remember which triggers are active, then pause their deployments.\n"
+        "off: resume exactly those (triggers paused by hand stay paused).\n"
+        "status: since when, and what is paused. Survives restarts of serve.",
+    )  # fmt: skip
+    sp.add_argument("action", choices=["on", "off", "status"], help="what to do")
+    sp.add_argument("--note", help="with on: a note shown by status (e.g. back on the 12th)")
+    sp.add_argument(
+        "--skip-backlog", action="store_true",
+        help="with off: mark what piled up as skipped instead of sending it",
+    )  # fmt: skip
+    for action, help_, desc in (
+        ("pause", "pause one trigger (kept across restarts and vacations)",
+         "Pause one trigger's deployment until `triggerflow resume NAME`; it stays\n"
+         "paused across vacations and restarts of serve."),
+        ("resume", "resume a trigger paused with `pause`",
+         "Resume a trigger paused with `triggerflow pause NAME`."),
+    ):  # fmt: skip
+        sp = add(action, cmd_pause, help_, desc)
+        sp.set_defaults(action=action)
+        sp.add_argument("name", help="the trigger's name (see `triggerflow list`)")
+        if action == "pause":
+            sp.add_argument("--note", help="why (shown by status)")
     add("config", cmd_config, "show the effective settings", "Show every setting and its value.")
     return p
 

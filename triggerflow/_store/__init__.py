@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from ._connection import connect
+from ._control import ControlMixin, Vacation
 from ._items import ItemsMixin, SourceState
 from ._ledger import LedgerMixin
 from ._schema import DEAD, FAILED, QUEUED, SENT, SKIPPED, VERSION
@@ -30,6 +31,7 @@ __all__ = [
     "SourceState",
     "SourceStatus",
     "Store",
+    "Vacation",
     "now",
 ]
 
@@ -39,7 +41,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(ItemsMixin, LedgerMixin, StatusMixin):
+class Store(ItemsMixin, LedgerMixin, StatusMixin, ControlMixin):
     """One DuckDB file. Cheap to create; opens a connection only per transaction."""
 
     def __init__(self, path: Path, wait: float = 30.0) -> None:

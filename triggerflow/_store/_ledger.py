@@ -47,12 +47,17 @@ class LedgerMixin:
             INSERT INTO deliveries (trigger, sink, target, source, item_id, state, attempts,
                                     queued_at, updated_at)
             SELECT $trigger, $sink, $target, k.source, k.item_id,
-                   CASE WHEN NOT $first OR k.rank <= $keep THEN $queued ELSE $skipped END,
+                   CASE WHEN k.before_skip THEN $skipped
+                        WHEN NOT $first OR k.rank <= $keep THEN $queued ELSE $skipped END,
                    0, $now, $now
             FROM (
                 SELECT n.source, n.item_id,
                        row_number() OVER (ORDER BY coalesce(i.published, i.first_seen) DESC,
-                                          n.ord) AS rank
+                                          n.ord) AS rank,
+                       -- `vacation off --skip-backlog`: what was published while away
+                       coalesce(i.published < (SELECT until FROM skip_before
+                                               WHERE skip_before.trigger = $trigger), false)
+                           AS before_skip
                 FROM (SELECT unnest($sources) AS source, unnest($ids) AS item_id,
                              unnest(range(len($ids))) AS ord) n
                 JOIN items i ON i.source = n.source AND i.id = n.item_id
@@ -72,12 +77,10 @@ class LedgerMixin:
                 "ids": [k[1] for k in keys],
             },
         )
-        if not first:
-            return 0
         row = con.execute(
             "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3 "
-            "AND state = $4",
-            [trigger, sink, target, SKIPPED],
+            "AND state = $4 AND queued_at = $5",
+            [trigger, sink, target, SKIPPED, now],
         ).fetchone()
         return int(row[0]) if row else 0
 

@@ -60,6 +60,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (trigger, sink, target, source, item_id)
     );
     """,
+    # 2: pauses by hand, vacation, and "skip what was published before" marks.
+    """
+    CREATE TABLE pauses (
+        trigger VARCHAR PRIMARY KEY,
+        paused_at TIMESTAMPTZ NOT NULL,
+        note VARCHAR
+    );
+    CREATE TABLE vacation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        since TIMESTAMPTZ NOT NULL,
+        note VARCHAR,
+        resume VARCHAR[] NOT NULL
+    );
+    CREATE TABLE skip_before (
+        trigger VARCHAR PRIMARY KEY,
+        until TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)

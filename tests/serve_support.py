@@ -1,0 +1,101 @@
+"""`triggerflow serve` as a real subprocess, the way a user runs it in a terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Serve:
+    """One `triggerflow serve` process with its own data dir and Prefect port."""
+
+    def __init__(self, data_dir: Path, flows: Path | None = None, **env: str) -> None:
+        self.port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRIGGERFLOW_"))
+        }
+        self.env.update(TRIGGERFLOW_DATA_DIR=str(data_dir), TRIGGERFLOW_PREFECT_PORT=str(self.port))
+        if flows is not None:
+            self.env["TRIGGERFLOW_FLOWS_DIR"] = str(flows)
+        self.env.update(env)
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 240) -> str:
+        """Start and wait for its banner; returns what it printed until then."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "triggerflow", "serve"],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,  # like a terminal: Ctrl-C goes to the whole group
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        for line in self.proc.stdout:
+            lines.append(line)
+            if "Serving" in line or time.monotonic() > deadline:
+                break
+        self.output += lines
+        out = "".join(lines)
+        assert "Serving" in out, out
+        return out
+
+    def deployments(self, count: int, timeout: float = 30) -> dict[str, dict]:
+        """The deployments by name, once ``count`` of them are registered."""
+        by_name: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = httpx.post(f"{self.api}/deployments/filter", json={}, timeout=10).json()
+            by_name = {d["name"]: d for d in got}
+            if len(by_name) >= count:
+                break
+            time.sleep(0.5)
+        return by_name
+
+    def runs(self, flow: str) -> list[dict]:
+        """Flow runs of ``flow`` that started (not merely scheduled)."""
+        body = {"flows": {"name": {"any_": [flow]}}}
+        got = httpx.post(f"{self.api}/flow_runs/filter", json=body, timeout=10).json()
+        return [r for r in got if r["state_type"] not in ("SCHEDULED",)]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Another `triggerflow` command, finding this serve through its state file."""
+        return subprocess.run(
+            [sys.executable, "-m", "triggerflow", *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> str:
+        assert self.proc is not None
+        if sig == signal.SIGINT:
+            os.killpg(self.proc.pid, sig)  # what a terminal does on Ctrl-C
+        else:
+            self.proc.send_signal(sig)
+        try:
+            rest, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        return rest
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

@@ -1,0 +1,80 @@
+"""Pauses by hand and vacation: what ``serve`` must re-apply after every start.
+
+Prefect forgets both: re-deploying (``serve`` or ``prefect deploy``) un-pauses every
+deployment (shared notes/prefect.md §5), so the store is where they are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from ._schema import QUEUED, SKIPPED
+
+
+@dataclass(frozen=True)
+class Vacation:
+    """The vacation in progress, if any, and the triggers paused by hand."""
+
+    active: bool = False
+    since: datetime | None = None
+    note: str | None = None
+    resume: tuple[str, ...] = ()  # the triggers that were active when it began
+    paused: dict[str, datetime] = field(default_factory=dict)  # by hand, with when
+
+
+class ControlMixin:
+    """Reads and writes of pauses and vacation (inside ``Store.transaction``)."""
+
+    @staticmethod
+    def vacation(con: duckdb.DuckDBPyConnection) -> Vacation:
+        """The current vacation and pauses."""
+        paused = dict(con.execute("SELECT trigger, paused_at FROM pauses").fetchall())
+        row = con.execute("SELECT since, note, resume FROM vacation WHERE id = 1").fetchone()
+        if row is None:
+            return Vacation(paused=paused)
+        return Vacation(True, row[0], row[1], tuple(row[2]), paused)
+
+    @staticmethod
+    def start_vacation(
+        con: duckdb.DuckDBPyConnection, since: datetime, note: str | None, resume: Sequence[str]
+    ) -> None:
+        con.execute(
+            "INSERT INTO vacation VALUES (1, $1, $2, $3)", [since, note, sorted(set(resume))]
+        )
+
+    @staticmethod
+    def end_vacation(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("DELETE FROM vacation")
+
+    @staticmethod
+    def set_paused(
+        con: duckdb.DuckDBPyConnection, trigger: str, paused: bool, at: datetime, note: str | None
+    ) -> None:
+        if paused:
+            con.execute("INSERT OR REPLACE INTO pauses VALUES ($1, $2, $3)", [trigger, at, note])
+        else:
+            con.execute("DELETE FROM pauses WHERE trigger = $1", [trigger])
+
+    @staticmethod
+    def skip_backlog(
+        con: duckdb.DuckDBPyConnection, triggers: Sequence[str], until: datetime
+    ) -> int:
+        """Mark what ``triggers`` still owe as skipped, and skip items published before ``until``
+        that their next runs find; returns how many queued deliveries were skipped."""
+        row = con.execute(
+            "SELECT count(*) FROM deliveries WHERE state = $1 AND list_contains($2, trigger)",
+            [QUEUED, list(triggers)],
+        ).fetchone()
+        con.execute(
+            "UPDATE deliveries SET state = $1, updated_at = $2 "
+            "WHERE state = $3 AND list_contains($4, trigger)",
+            [SKIPPED, until, QUEUED, list(triggers)],
+        )
+        con.execute(
+            "INSERT OR REPLACE INTO skip_before SELECT unnest($1), $2", [list(triggers), until]
+        )
+        return int(row[0]) if row else 0
