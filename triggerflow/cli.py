@@ -157,11 +157,19 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
         say(f"No store yet at {s.store_path}: no trigger has run.")
         return 0
     store = Store(s.store_path, s.store_wait)
+    from ._store import now
+    from .limits import parse_limit
+
     with store.transaction(commit=False) as con:
         routes = store.route_status(con)
         collected = store.items_per_trigger(con)
         failures = store.failures(con, args.failures)
         sources = store.source_status(con)
+        next_slot = {
+            (r.sink, r.target): store.allowance(con, r.sink, r.target, parse_limit(r.limit), now())
+            for r in routes
+            if r.limit and r.queued
+        }
     rows = [
         (r.trigger, f"{r.sink}:{r.target}", collected.get(r.trigger, 0), r.sent, r.queued,
          r.failed + r.dead, r.skipped, _when(r.last_sent))
@@ -175,6 +183,11 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             ("TRIGGER", "TARGET", "ITEMS", "SENT", "QUEUED", "FAILED", "SKIPPED", "LAST SENT"),
         )
     )
+    for r in routes:
+        if (r.sink, r.target) in next_slot:
+            allowed, at = next_slot[(r.sink, r.target)]
+            when = "now" if allowed else f"at {_when(at)}" if at else "when a send completes"
+            say(f"  {r.trigger} → {r.target}: {r.queued} wait for the limit {r.limit}; next {when}")
     errors = [r for r in routes if r.last_error and (r.queued or r.failed or r.dead)]
     if errors:
         say("\nWhy items are waiting:")

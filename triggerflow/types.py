@@ -180,6 +180,8 @@ class SinkReport:
         would_send: in a dry run, the messages that would have been sent.
         error: what stopped the sink, if anything.
         dry_run: True for previews.
+        held: of ``queued``, how many wait for the publication limit.
+        next_at: when the limit lets the next one go (if some wait for it).
     """
 
     sink: str
@@ -191,3 +193,5 @@ class SinkReport:
     would_send: list[str] = field(default_factory=list)
     error: str | None = None
     dry_run: bool = False
+    held: int = 0
+    next_at: datetime | None = None

@@ -16,12 +16,14 @@ import duckdb
 from ._connection import connect
 from ._control import ControlMixin, Vacation
 from ._items import ItemsMixin, SourceState
-from ._ledger import LedgerMixin
-from ._schema import DEAD, FAILED, QUEUED, SENT, SKIPPED, VERSION
+from ._ledger import Claim, LedgerMixin
+from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED, VERSION
 from ._status import RouteStatus, SourceStatus, StatusMixin
 
 __all__ = [
     "DEAD",
+    "SENDING",
+    "Claim",
     "FAILED",
     "QUEUED",
     "SENT",

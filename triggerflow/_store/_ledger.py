@@ -10,15 +10,26 @@ A sink never decides from dates what to send; it asks the ledger. Rows are
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import duckdb
 
+from ..limits import Limit
 from ..types import Item
 from ._items import ITEM_SELECT, row_to_item
-from ._schema import DEAD, FAILED, QUEUED, SENT, SKIPPED
+from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED
 
 Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one run may send now on a route, and what waits."""
+
+    items: list[Item]
+    waiting: int = 0  # owed but over the limit
+    next_at: datetime | None = None  # when the limit lets the next one go
 
 
 class LedgerMixin:
@@ -100,6 +111,70 @@ class LedgerMixin:
         return [row_to_item(r) for r in rows]
 
     @staticmethod
+    def claim(
+        con: duckdb.DuckDBPyConnection,
+        route: tuple[str, str, str],
+        now: datetime,
+        *,
+        limit: Limit | None = None,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> Claim:
+        """Take the owed items this run may send (oldest first), within ``limit``.
+
+        Claimed rows are ``sending`` until :meth:`record`: a second run at the same time
+        neither sends them again nor exceeds the limit, which counts what the target got
+        from *every* trigger. Claims older than ``lease`` (a run that died) are owed again.
+        """
+        trigger, sink, target = route
+        con.execute(
+            "INSERT OR REPLACE INTO routes VALUES ($1, $2, $3, $4)",
+            [trigger, sink, target, str(limit) if limit else None],
+        )
+        con.execute(
+            "UPDATE deliveries SET state = $queued, updated_at = $now "
+            "WHERE sink = $sink AND target = $target AND state = $sending AND updated_at < $stale",
+            {"queued": QUEUED, "sending": SENDING, "now": now, "sink": sink, "target": target,
+             "stale": now - lease},
+        )  # fmt: skip
+        owed = LedgerMixin.owed(con, route)
+        allowed, next_at = LedgerMixin.allowance(con, sink, target, limit, now)
+        allowed = min(allowed, len(owed))
+        take = owed[:allowed]
+        if take:
+            con.execute(
+                f"""UPDATE deliveries SET state = '{SENDING}', updated_at = $now
+                    FROM {_KEYS} WHERE {_WHERE} AND state = '{QUEUED}' AND {_MATCH}""",
+                {"trigger": trigger, "sink": sink, "target": target, "now": now,
+                 **_key_lists([i.key for i in take])},
+            )  # fmt: skip
+        waiting = len(owed) - len(take)
+        return Claim(take, waiting, next_at if waiting else None)
+
+    @staticmethod
+    def allowance(
+        con: duckdb.DuckDBPyConnection, sink: str, target: str, limit: Limit | None, now: datetime
+    ) -> tuple[int, datetime | None]:
+        """How many more ``target`` may get now under ``limit``, and when the next slot frees."""
+        if limit is None:
+            return 2**31, None
+        allowed, next_at = 2**31, None
+        for count, window in limit.windows():
+            used, oldest = con.execute(
+                """
+                SELECT count(*), min(sent_at) FILTER (state = $sent) FROM deliveries
+                WHERE sink = $sink AND target = $target
+                  AND (state = $sending OR (state = $sent AND sent_at > $since))
+                """,
+                {"sent": SENT, "sending": SENDING, "sink": sink, "target": target,
+                 "since": now - window},
+            ).fetchone() or (0, None)  # fmt: skip
+            allowed = min(allowed, max(0, count - used))
+            if used >= count and oldest is not None:
+                free = oldest + window
+                next_at = free if next_at is None else max(next_at, free)
+        return allowed, next_at
+
+    @staticmethod
     def record(
         con: duckdb.DuckDBPyConnection,
         route: tuple[str, str, str],
@@ -138,8 +213,9 @@ class LedgerMixin:
         con.execute(
             f"""UPDATE deliveries SET attempts = attempts + 1, last_error = $error,
                 updated_at = $now,
-                state = CASE WHEN attempts + 1 >= $max THEN '{DEAD}' ELSE state END
-                FROM {_KEYS} WHERE {_WHERE} AND state = '{QUEUED}' AND {_MATCH}""",
+                state = CASE WHEN attempts + 1 >= $max THEN '{DEAD}' ELSE '{QUEUED}' END
+                FROM {_KEYS} WHERE {_WHERE} AND state IN ('{QUEUED}', '{SENDING}')
+                AND {_MATCH}""",
             {**base, **_key_lists(unsent), "error": error, "max": max_attempts},
         )
         row = con.execute(

@@ -78,9 +78,22 @@ MIGRATIONS: tuple[str, ...] = (
         until TIMESTAMPTZ NOT NULL
     );
     """,
+    # 3: the limit each sink target was last run with (for `status`).
+    """
+    CREATE TABLE routes (
+        trigger VARCHAR NOT NULL,
+        sink VARCHAR NOT NULL,
+        target VARCHAR NOT NULL,
+        limit_spec VARCHAR,
+        PRIMARY KEY (trigger, sink, target)
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)
 
 # Delivery states, as stored in deliveries.state.
 QUEUED, SENT, FAILED, DEAD, SKIPPED = "queued", "sent", "failed", "dead", "skipped"
+# Claimed by a run that is sending it now (counts against limits; back to queued if the
+# run dies and its lease runs out).
+SENDING = "sending"

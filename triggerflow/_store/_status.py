@@ -22,6 +22,7 @@ class RouteStatus:
     skipped: int
     last_error: str | None
     last_sent: datetime | None
+    limit: str | None = None  # the publication limit the sink last ran with
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,15 @@ class StatusMixin:
         rows = con.execute(
             """
             SELECT trigger, sink, target,
-                   count(*) FILTER (state = 'sent'), count(*) FILTER (state = 'queued'),
+                   count(*) FILTER (state = 'sent'),
+                   count(*) FILTER (state IN ('queued', 'sending')),
                    count(*) FILTER (state = 'failed'), count(*) FILTER (state = 'dead'),
                    count(*) FILTER (state = 'skipped'),
                    arg_max(last_error, updated_at) FILTER (last_error IS NOT NULL),
-                   max(sent_at)
-            FROM deliveries GROUP BY ALL ORDER BY trigger, sink, target
+                   max(sent_at),
+                   (SELECT r.limit_spec FROM routes r WHERE r.trigger = d.trigger
+                      AND r.sink = d.sink AND r.target = d.target)
+            FROM deliveries d GROUP BY ALL ORDER BY trigger, sink, target
             """
         ).fetchall()
         return [RouteStatus(*r) for r in rows]

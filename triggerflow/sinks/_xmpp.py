@@ -9,6 +9,7 @@ room reflected it back).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
 from prefect import task
@@ -24,6 +25,7 @@ from ..exceptions import (
     TransientError,
     TriggerflowError,
 )
+from ..limits import Limit, parse_limit
 from ..types import Item, Items, SinkReport
 
 __all__ = ["xmpp"]
@@ -39,6 +41,7 @@ def xmpp(
     account: str = "default",
     format: Format | None = None,  # noqa: A002 - the word users expect
     first_run: int | None = None,
+    limit: str | Limit | None = None,
 ) -> SinkReport:
     """Send items as XMPP messages to a person or a chat room.
 
@@ -51,6 +54,9 @@ def xmpp(
             default: the title, then the link on its own line.
         first_run: how many of the newest items a target gets the first time
             (default ``TRIGGERFLOW_FIRST_RUN``, 5); older ones are recorded as skipped.
+        limit: a publication limit for this target, e.g. ``"5/hour"`` or
+            ``"100/day, burst 10"`` (counted over every trigger that sends to it);
+            what is over it stays queued and goes out in later runs, oldest first.
 
     Returns:
         What was sent, queued or failed (in a preview: what would be sent).
@@ -65,6 +71,7 @@ def xmpp(
         )
     problem: str | None = None
     try:
+        rate = parse_limit(limit)
         if to and room:
             raise ConfigurationError("xmpp(): pass either to= or room=, not both")
         acct = load_xmpp_account(account)
@@ -78,15 +85,16 @@ def xmpp(
             raise
         problem = str(e)
         target = room or to or f"(owner of account {account!r})"
+        rate = None
     if ctx.mode == "check":
         if problem:
             ctx.problems.append(problem)
         return SinkReport("xmpp", target)
     batch = items if isinstance(items, Items) else Items(items)
-    limit = ctx.settings.first_run if first_run is None else first_run
+    keep = ctx.settings.first_run if first_run is None else first_run
     dry_run = ctx.mode != "run"
     # The account goes by name: the password never becomes a task parameter.
-    args = (ctx.trigger, batch, target, room is not None, account, format, limit, dry_run)
+    args = (ctx.trigger, batch, target, room is not None, account, format, keep, rate, dry_run)
     try:
         report: SinkReport = _runtime.call_step(_xmpp_task, _deliver, f"xmpp → {target}", *args)
     except TriggerflowError as e:  # still failing after Prefect's retries
@@ -119,6 +127,7 @@ def _deliver(
     account: str,
     fmt: Format | None,
     first_run: int,
+    limit: Limit | None,
     dry_run: bool,
 ) -> SinkReport:
     s = settings()
@@ -130,14 +139,25 @@ def _deliver(
         t = now()
         store.upsert_items(con, items, t, update=False)  # store first, also for ad-hoc items
         report.skipped = store.enqueue(con, route, [i.key for i in items], first_run, t)
-        owed = store.owed(con, route)
+        # A lease long enough for every bounded step of a send (connect, join, acks).
+        claim = store.claim(
+            con, route, t, limit=limit, lease=timedelta(seconds=s.xmpp_timeout * 4 + 60)
+        )
+    owed = claim.items
+    report.held, report.next_at = claim.waiting, claim.next_at
+    if claim.waiting:
+        log.info(
+            "xmpp → %s: %d item(s) wait for the limit %s (next at %s)",
+            target, claim.waiting, limit, f"{claim.next_at:%H:%M}" if claim.next_at else "-",
+        )  # fmt: skip
     bodies = {_key(i): render(i, fmt) for i in owed}
     if dry_run:
         report.would_send = list(bodies.values())
-        report.queued = len(owed)
+        report.queued = len(owed) + claim.waiting
         return report
     if not owed:
-        log.info("xmpp → %s: nothing owed", target)
+        log.info("xmpp → %s: nothing to send now", target)
+        report.queued = claim.waiting
         return report
     acct = load_xmpp_account(account)
     conn = XMPPConnection(
@@ -163,9 +183,11 @@ def _deliver(
             con, route, now(), sent=sent, rejected=rejected, unsent=unsent, error=error,
             max_attempts=s.max_attempts,
         )  # fmt: skip
+        if claim.waiting:  # what was just sent decides when the limit frees a slot
+            report.next_at = store.allowance(con, "xmpp", target, limit, now())[1]
     report.sent = len(sent)
     report.failed = {by_key[k].title or by_key[k].id: why for k, why in result.rejected.items()}
-    report.queued = len(unsent) - dead
+    report.queued = len(unsent) - dead + claim.waiting
     for title, why in report.failed.items():
         log.warning("xmpp → %s: %r not delivered: %s", target, title, why)
     if dead:

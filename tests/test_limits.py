@@ -1,0 +1,142 @@
+"""Publication limits: "5 an hour, the rest later", also across concurrent runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from triggerflow import trigger
+from triggerflow.exceptions import ConfigurationError
+from triggerflow.limits import Limit, parse_limit
+from triggerflow.sinks import xmpp
+from triggerflow.sources import rss
+
+
+@pytest.mark.parametrize(
+    ("spec", "count", "seconds", "burst"),
+    [("5/hour", 5, 3600, None), ("100/day, burst 10", 100, 86400, 10),
+     ("3/10 minutes", 3, 600, None), ("1/s", 1, 1, None), (" 2 / Hours ", 2, 3600, None)],
+)  # fmt: skip
+def test_parse_limit(spec: str, count: int, seconds: int, burst: int | None) -> None:
+    assert parse_limit(spec) == Limit(count, timedelta(seconds=seconds), burst)
+
+
+@pytest.mark.parametrize("spec", ["5", "five/hour", "5/fortnight", "0/hour", "5/hour burst"])
+def test_bad_limits_say_how_to_write_one(spec: str) -> None:
+    with pytest.raises(ConfigurationError, match="5/hour"):
+        parse_limit(spec)
+
+
+def test_burst_adds_a_proportional_window() -> None:
+    limit = parse_limit("20/day, burst 5")
+    assert limit is not None and limit.windows() == [
+        (20, timedelta(days=1)), (5, timedelta(hours=6)),
+    ]  # fmt: skip
+    assert str(limit) == "20/day, burst 5"
+
+
+def _db(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(data_dir / "triggerflow.duckdb"))
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _an_hour_passes(data_dir: Path) -> None:
+    """Move every send an hour and a minute into the past (a simulated clock)."""
+    _db(data_dir, "UPDATE deliveries SET sent_at = sent_at - INTERVAL 61 MINUTE")
+
+
+@pytest.fixture
+def recipient(prosody: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    jid, password = prosody.new_user("limited")
+    r = receiver(jid, password)
+    for key, value in prosody.env(owner=jid).items():
+        monkeypatch.setenv(key, value)
+    return r
+
+
+def test_five_an_hour_the_rest_later_in_order(
+    prefect_api: str, feeds: Any, recipient: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIGGERFLOW_FIRST_RUN", "50")
+    titles = [f"item {i:02}" for i in range(12)]
+    feeds.publish("/busy.xml", titles)
+    url = feeds.url("/busy.xml")
+
+    @trigger
+    def chatty() -> None:
+        xmpp(rss(url), format="{title}", limit="5/hour")
+
+    first = chatty().sinks[0]
+    assert (first.sent, first.queued, first.held) == (5, 7, 7)
+    assert first.next_at is not None
+    assert recipient.wait_for(5) == titles[:5]  # the oldest first
+    assert chatty().sinks[0].sent == 0  # the hour is not over
+
+    status = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "status"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+    ).stdout  # fmt: skip
+    assert "7" in status and "5/hour" in status and "next" in status, status
+
+    _an_hour_passes(data_dir)
+    assert chatty().sinks[0].sent == 5
+    _an_hour_passes(data_dir)
+    last = chatty().sinks[0]
+    assert (last.sent, last.queued) == (2, 0)
+    assert recipient.wait_for(12) == titles  # all, in order, once
+    states = _db(data_dir, "SELECT state, count(*) FROM deliveries GROUP BY ALL")
+    assert states == [("sent", 12)]
+
+
+TRIGGER_FILE = """
+from triggerflow import trigger
+from triggerflow.sinks import xmpp
+from triggerflow.sources import rss
+
+@trigger
+def {name}():
+    xmpp(rss({url!r}), format="{{title}}", limit="5/hour")
+"""
+
+
+def test_two_concurrent_runs_on_one_target_never_exceed_the_limit(
+    prefect_api: str, feeds: Any, recipient: Any, data_dir: Path, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    for name in ("left", "right"):
+        feeds.publish(f"/{name}.xml", [f"{name} {i}" for i in range(6)])
+        (flows / f"{name}.py").write_text(
+            textwrap.dedent(TRIGGER_FILE.format(name=name, url=feeds.url(f"/{name}.xml")))
+        )
+    env = {**os.environ, "TRIGGERFLOW_FLOWS_DIR": str(flows), "TRIGGERFLOW_FIRST_RUN": "50"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "triggerflow", "run", name],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for name in ("left", "right")
+    ]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    recipient.wait_for(5)
+    import time
+
+    time.sleep(1.5)  # a sixth message would have arrived by now
+    assert len(recipient.messages) == 5
+    states = dict(_db(data_dir, "SELECT state, count(*) FROM deliveries GROUP BY ALL"))
+    assert states == {"sent": 5, "queued": 7}
