@@ -1,6 +1,6 @@
 """Shared fixtures: a temporary data dir per test, a real Prefect server per session.
 
-Real parts only: Prosody (xmpp_support.py), HTTP feed servers (feed_server.py), a Prefect
+Real parts only: Prosody (xmpp_support.py), HTTP feed servers (feeds_support.py), a Prefect
 test server (prefect_test_harness: a real server process with a temporary SQLite DB) and
 DuckDB files under each test's tmp_path.
 """
@@ -36,6 +36,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRIGGERFLOW_DATA_DIR", str(d))
     monkeypatch.setenv("TRIGGERFLOW_RETRY_DELAY", "0")  # retries still happen, without waiting
     monkeypatch.setenv("TRIGGERFLOW_XMPP_TIMEOUT", "10")
+    # Failure alerts would reach the tests' recipients; test_alerts.py turns them on.
+    monkeypatch.setenv("TRIGGERFLOW_ALERTS", "off")
     return d
 
 

@@ -140,3 +140,28 @@ def test_two_concurrent_runs_on_one_target_never_exceed_the_limit(
     assert len(recipient.messages) == 5
     states = dict(_db(data_dir, "SELECT state, count(*) FROM deliveries GROUP BY ALL"))
     assert states == {"sent": 5, "queued": 7}
+
+
+def test_each_account_sends_over_one_connection_at_a_time(
+    prefect_api: str, feeds: Any, recipient: Any
+) -> None:
+    """The sink holds a Prefect global concurrency limit per account, created by us."""
+    from prefect.client.orchestration import get_client
+
+    from triggerflow._async import run_sync
+
+    feeds.publish("/one.xml", ["one"])
+    url = feeds.url("/one.xml")
+
+    @trigger
+    def single() -> None:
+        xmpp(rss(url))
+
+    assert single().sinks[0].sent == 1
+
+    async def read() -> Any:
+        async with get_client() as client:
+            return await client.read_global_concurrency_limit_by_name("xmpp-sink@localhost")
+
+    limit = run_sync(read())
+    assert (limit.limit, limit.active, limit.active_slots) == (1, True, 0)  # taken, given back

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,145 @@ def test_a_failing_feed_makes_the_run_fail_but_delivers_the_rest(
     con.close()
     assert titles == ["good"]
     assert errors[good] is None and "404" in errors[bad]
+
+
+def test_a_plain_call_outside_a_trigger_fetches_without_the_store(
+    feeds: Any, data_dir: Path
+) -> None:
+    """In a notebook, ``rss(url)`` is a plain fetch: no file written, no validators kept."""
+    feeds.publish("/plain.xml", ["x", "y"])
+    for _ in range(2):
+        assert [i.title for i in rss(feeds.url("/plain.xml"))] == ["x", "y"]
+    assert feeds.requests["/plain.xml"] == 2
+    assert feeds.not_modified["/plain.xml"] == 0  # nothing remembered, so a full GET each time
+    assert "If-None-Match" not in feeds.headers["/plain.xml"]
+    assert not (data_dir / "triggerflow.duckdb").exists()
+
+
+def test_last_modified_alone_also_gets_a_304(feeds: Any) -> None:
+    """Servers without ETags: If-Modified-Since is enough."""
+    feeds.publish("/lm.xml", ["x"])
+    (first,) = _fetch([FeedRequest("lm", feeds.url("/lm.xml"))])
+    assert first.last_modified
+    (second,) = _fetch([FeedRequest("lm", feeds.url("/lm.xml"), None, first.last_modified)])
+    assert second.not_modified and second.body is None and second.error is None
+    sent = feeds.headers["/lm.xml"]
+    assert sent["If-Modified-Since"] == first.last_modified and "If-None-Match" not in sent
+
+
+@pytest.mark.parametrize(
+    ("hops", "moved"),
+    [([301], True), ([308], True), ([302], False), ([307], False), ([301, 302], False),
+     ([301, 308], True)],
+    ids=["301", "308", "302", "307", "301-then-302", "301-then-308"],
+)  # fmt: skip
+def test_only_permanent_redirects_move_the_feed(feeds: Any, hops: list[int], moved: bool) -> None:
+    feeds.publish("/final.xml", ["here"])
+    paths = [f"/hop{n}.xml" for n in range(len(hops))] + ["/final.xml"]
+    for n, status in enumerate(hops):
+        feeds.redirect(paths[n], paths[n + 1], status)
+    (resp,) = _fetch([FeedRequest("r", feeds.url(paths[0]))])
+    assert resp.body is not None and b"here" in resp.body
+    assert resp.url == feeds.url("/final.xml" if moved else paths[0])
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(500, FeedUnavailable), (502, FeedUnavailable), (503, FeedUnavailable),
+     (429, FeedUnavailable), (404, FeedInvalid), (410, FeedInvalid), (403, FeedInvalid)],
+)  # fmt: skip
+def test_error_statuses_are_transient_or_permanent(
+    feeds: Any, status: int, error: type[Exception]
+) -> None:
+    feeds.broken("/s.xml", status)
+    (resp,) = _fetch([FeedRequest("s", feeds.url("/s.xml"))])
+    assert type(resp.error) is error
+    assert resp.error is not None and f"server answered {status}" in str(resp.error)
+    assert resp.body is None and resp.url == feeds.url("/s.xml")  # an error moves nothing
+
+
+def test_connection_refused_is_transient_and_says_so() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/feed.xml"
+    (resp,) = _fetch([FeedRequest(url, url)])
+    assert isinstance(resp.error, FeedUnavailable)
+    assert str(resp.error) == f"feed {url}: cannot connect (connection refused)"
+
+
+def test_a_slow_feed_times_out_alone_within_the_timeout(feeds: Any) -> None:
+    feeds.slow("/slow.xml", 3.0)
+    feeds.publish("/quick.xml", ["quick"])
+    started = time.monotonic()
+    slow, quick = _fetch(
+        [FeedRequest("slow", feeds.url("/slow.xml")), FeedRequest("q", feeds.url("/quick.xml"))],
+        timeout=0.5,
+    )
+    assert time.monotonic() - started < 2  # bounded by our timeout, not by the server
+    assert isinstance(slow.error, FeedUnavailable)
+    assert str(slow.error) == "feed slow: no answer within 0.5 s"
+    assert quick.body is not None and b"quick" in quick.body
+
+
+def test_a_body_over_the_size_cap_is_not_read(feeds: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from triggerflow import _http
+
+    monkeypatch.setattr(_http, "MAX_BODY", 2 * 2**20)
+    feeds.publish("/huge.xml", [f"item {i} " + "x" * 1000 for i in range(3000)])  # ~3 MiB
+    (resp,) = _fetch([FeedRequest("huge", feeds.url("/huge.xml"))])
+    assert isinstance(resp.error, FeedInvalid) and "larger than 2 MiB" in str(resp.error)
+    assert resp.body is None
+
+
+def test_when_every_feed_fails_transiently_the_task_raises_for_a_retry(feeds: Any) -> None:
+    """All down (5xx): raise, so that Prefect retries; all permanently broken: no retry."""
+    feeds.broken("/down.xml", 503)
+    feeds.broken("/gone.xml", 404)
+    down, gone = feeds.url("/down.xml"), feeds.url("/gone.xml")
+    with pytest.raises(FeedUnavailable, match="503") as raised:
+        mod._fetch(None, (down,), False, False)
+    assert set(raised.value.failures) == {down}  # type: ignore[attr-defined]
+    got = mod._fetch(None, (gone,), False, False)
+    assert got.items == [] and "404" in got.report.failures[gone]
+
+
+def test_the_store_keeps_validators_and_the_last_success_and_error(
+    feeds: Any, data_dir: Path
+) -> None:
+    """Through the store API: ETag/Last-Modified per feed, last_success and last_error."""
+    from triggerflow._store import Store
+
+    store = Store(data_dir / "triggerflow.duckdb", wait=10)
+    feeds.publish("/s.xml", ["a", "b"])
+    url = feeds.url("/s.xml")
+
+    def remembered() -> tuple[Any, Any]:
+        with store.transaction(commit=False) as con:
+            (status,) = store.source_status(con)
+            return store.source_states(con, [url])[url], status
+
+    assert mod._fetch("watch", (url,), True, True).report.new == 2
+    state, status = remembered()
+    assert state.url == url and state.etag and state.last_modified and state.fetched_at
+    assert status.last_success == state.fetched_at and status.last_error is None
+    assert status.items == 2 and status.triggers == ("watch",)
+
+    feeds.broken("/s.xml", 500)
+    with pytest.raises(FeedUnavailable):  # the only feed, down: raised for Prefect to retry
+        mod._fetch("watch", (url,), True, True)
+    after_error, status = remembered()  # ... and recorded before raising
+    assert status.last_error == "server answered 500 Internal Server Error"
+    assert status.last_success == state.fetched_at and status.last_error_at is not None
+    # the validators survive an error, so the recovery below can still be a 304
+    assert (after_error.etag, after_error.last_modified) == (state.etag, state.last_modified)
+
+    feeds.publish("/s.xml", ["a", "b"])  # back, unchanged: the kept ETag gets a 304
+    again = mod._fetch("watch", (url,), True, True)
+    assert feeds.not_modified["/s.xml"] == 1
+    assert sorted(i.title for i in again.items) == ["a", "b"] and again.report.new == 0
+    recovered, status = remembered()
+    assert status.last_error is None and status.last_success > state.fetched_at
+    assert recovered.fetched_at == state.fetched_at  # a 304 brought no new content

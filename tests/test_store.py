@@ -171,3 +171,205 @@ def test_skip_backlog_skips_what_is_owed_and_what_was_published_before(store: St
         later = T0 + timedelta(days=1)
         assert store.enqueue(con, ROUTE, [i.key for i in items(6)], 10, later) == 1
         assert [i.id for i in store.owed(con, ROUTE)] == ["id4", "id5"]
+
+
+def test_an_older_file_is_migrated_forward_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A file written by the first release (schema 1) opens with today's schema, data kept."""
+    import duckdb
+
+    from triggerflow._store._schema import MIGRATIONS
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(MIGRATIONS[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute(
+        "INSERT INTO items (source, id, title, first_seen, last_seen) "
+        "VALUES ('f', 'a', 'old', $1, $1)",
+        [T0],
+    )
+    con.close()
+    store = Store(path, wait=5)
+    for _ in range(2):  # the second open finds nothing to do
+        with store.transaction() as con:
+            version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            tables = {
+                r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            }
+            kept = con.execute("SELECT title FROM items").fetchall()
+        assert version == (str(VERSION),)
+        assert {"pauses", "vacation", "routes"} <= tables  # from migrations 2 and 3
+        assert kept == [("old",)]
+
+
+def test_update_false_leaves_stored_items_exactly_as_they_were(store: Store) -> None:
+    edited = [Item(source="feed", id="id0", title="edited title", published=T0)]
+    later = T0 + timedelta(days=1)
+    with store.transaction() as con:
+        store.upsert_items(con, items(1), T0)
+        assert store.upsert_items(con, edited, later, update=False) == 0
+        assert con.execute("SELECT title, last_seen FROM items").fetchone() == ("title 0", T0)
+        assert store.upsert_items(con, edited, later) == 0  # an edit is not a new item
+        assert con.execute("SELECT title, first_seen, last_seen FROM items").fetchone() == (
+            "edited title",
+            T0,
+            later,
+        )
+
+
+def test_an_error_inside_a_transaction_rolls_it_back_and_propagates(store: Store) -> None:
+    with pytest.raises(RuntimeError, match="half way"):
+        with store.transaction() as con:
+            store.upsert_items(con, items(2), T0)
+            raise RuntimeError("half way")
+    with store.transaction() as con:
+        assert con.execute("SELECT count(*) FROM items").fetchone() == (0,)
+
+
+def test_owed_is_oldest_first_and_undated_items_go_by_when_they_were_seen(store: Store) -> None:
+    undated = Item(source="feed", id="undated", title="no date")
+    with store.transaction() as con:
+        store.upsert_items(con, [*items(2, start=5)], T0)
+        store.upsert_items(con, [undated], T0 + timedelta(hours=1))  # seen between the others
+        keys = [undated.key, *(i.key for i in items(2, start=5))]
+        assert store.enqueue(con, ROUTE, keys, 10, T0) == 0
+        assert [i.id for i in store.owed(con, ROUTE)] == ["undated", "id5", "id6"]
+
+
+def test_status_numbers_for_routes_failures_and_sources(store: Store) -> None:
+    from triggerflow._store import SourceState
+
+    keys = [i.key for i in items(6)]
+    with store.transaction() as con:
+        store.upsert_items(con, items(6), T0)
+        store.enqueue(con, ROUTE, keys, 4, T0)  # first run: id2..id5 queued, id0, id1 skipped
+        store.record(
+            con, ROUTE, T0, sent=[keys[5]], rejected={keys[4]: "recipient unknown"},
+            unsent=[keys[3]], error="timeout", max_attempts=1,
+        )  # fmt: skip
+        store.save_source_success(
+            con, SourceState("feed", "http://127.0.0.1/feed"), "rss", "A feed", T0, modified=True
+        )
+        store.save_source_error(
+            con, "other", "http://127.0.0.1/o", "rss", "server answered 500", T0
+        )
+        store.link_trigger_sources(con, "t", ["feed", "other"])
+        store.link_trigger_sources(con, "u", ["feed"])
+        (route,) = store.route_status(con)
+        failures = store.failures(con)
+        sources = {s.source: s for s in store.source_status(con)}
+    counts = (route.sent, route.queued, route.failed, route.dead, route.skipped)
+    assert counts == (1, 1, 1, 1, 2)
+    assert route.last_sent == T0
+    assert sorted((f[2], f[3], f[4]) for f in failures) == [
+        ("dead", "title 3", "timeout"),
+        ("failed", "title 4", "recipient unknown"),
+    ]
+    assert sources["feed"].items == 6 and sources["feed"].last_success == T0
+    assert sources["feed"].last_error is None and sources["feed"].triggers == ("t", "u")
+    assert sources["other"].items == 0 and sources["other"].last_success is None
+    assert sources["other"].last_error == "server answered 500"
+    assert sources["other"].triggers == ("t",)
+
+
+def test_threads_of_one_process_take_turns(tmp_path: Path) -> None:
+    """One process, several threads, a fresh file: DuckDB shares one instance between them,
+    so without the store's own lock the first migration and same-row updates conflict."""
+    import threading
+
+    from triggerflow._store import SourceState
+
+    store = Store(tmp_path / "threads.duckdb", wait=30)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        for k in range(15):
+            try:
+                with store.transaction() as con:
+                    store.upsert_items(con, items(1, start=n * 100 + k), T0)
+                    # every thread updates the same row: a write-write conflict if unserialised
+                    state = SourceState("feed", "http://127.0.0.1/f", etag=f"{n}-{k}")
+                    store.save_source_success(con, state, "rss", None, T0, modified=True)
+            except BaseException as e:  # collected, asserted below
+                errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    with store.transaction() as con:
+        assert con.execute("SELECT count(*) FROM items").fetchone() == (60,)
+
+
+def test_a_thread_holding_the_store_too_long_is_a_clear_error(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "held.duckdb"
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with Store(path, wait=5).transaction():
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(10)
+        started = time.monotonic()
+        with pytest.raises(StoreBusyError, match="another thread of this process"):
+            with Store(path, wait=0.3).transaction():
+                pass
+        assert time.monotonic() - started < 3
+    finally:
+        release.set()
+        holder.join(10)
+    with Store(path, wait=5).transaction():  # and once it is released, all is well
+        pass
+
+
+WRITER = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from triggerflow import Item
+from triggerflow._store import Store
+store, n = Store(Path(sys.argv[1]), wait=60), int(sys.argv[2])
+for k in range(int(sys.argv[3])):
+    with store.transaction() as con:
+        store.upsert_items(con, [Item(source="p", id=f"{n}-{k}")], datetime.now(UTC))
+"""
+
+
+def test_processes_take_turns_and_a_reader_sees_progress(tmp_path: Path) -> None:
+    """Three writer processes (like Prefect flow runs) and this one reading (like a notebook):
+    each waits for the file lock with backoff; every write lands, every read succeeds."""
+    path = tmp_path / "shared.duckdb"
+    reader = Store(path, wait=60)
+    with reader.transaction():  # create and migrate before the race starts
+        pass
+    per_writer = 15
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), str(per_writer)])
+        for n in range(3)
+    ]
+    seen: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while any(w.poll() is None for w in writers) and time.monotonic() < deadline:
+            with reader.transaction(commit=False) as con:
+                row = con.execute("SELECT count(*) FROM items").fetchone()
+            seen.append(row[0] if row else -1)
+            time.sleep(0.02)  # a notebook does not hammer the file either
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+            w.wait(30)
+    assert [w.returncode for w in writers] == [0, 0, 0]
+    assert seen == sorted(seen)  # reads are consistent snapshots, never going back
+    with reader.transaction(commit=False) as con:
+        assert con.execute("SELECT count(*) FROM items").fetchone() == (3 * per_writer,)

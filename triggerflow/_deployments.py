@@ -102,3 +102,35 @@ def set_paused(wanted: dict[str, bool]) -> dict[str, bool]:
         return run_sync(_set_paused(wanted))
     except Exception as e:  # httpx/prefect errors: one readable line
         raise TriggerflowError(f"Prefect API not reachable: {type(e).__name__}: {e}") from e
+
+
+_ensured: set[str] = set()
+
+
+async def _ensure_limit(name: str, limit: int) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                await client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit)
+                )
+            except ObjectAlreadyExists:  # another process created it meanwhile
+                pass
+
+
+def ensure_concurrency_limit(name: str, limit: int = 1) -> str:
+    """Create the Prefect global concurrency limit ``name`` unless it exists; return ``name``.
+
+    Prefect never creates a missing limit: acquiring one that is missing passes
+    silently (or fails with ``strict=True``), so the project creates its own.
+    """
+    if name not in _ensured:
+        run_sync(_ensure_limit(name, limit))
+        _ensured.add(name)
+    return name

@@ -72,8 +72,9 @@ async def _fetch_one(client: httpx.AsyncClient, req: FeedRequest, timeout: float
             if hops and all(code in _PERMANENT_REDIRECTS for code in hops):
                 next_url = str(r.url)
             if r.status_code == 304:
-                return FeedResponse(
-                    req, next_url, etag=req.etag, last_modified=req.last_modified,
+                return FeedResponse(  # a 304 may carry new validators (RFC 9110 15.4.5)
+                    req, next_url, etag=r.headers.get("etag") or req.etag,
+                    last_modified=r.headers.get("last-modified") or req.last_modified,
                     not_modified=True,
                 )  # fmt: skip
             if r.status_code >= 400:

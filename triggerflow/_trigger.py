@@ -174,6 +174,12 @@ class Trigger(Flow[..., RunResult]):
         token = _runtime._current.set(ctx)
         try:
             self.user_fn(*args, **kwargs)
+        except Exception as e:
+            if mode == "run":  # a bug or a config error in the trigger: an outage too
+                from . import _alerts
+
+                _alerts.check(ctx.store, self.name, [f"{type(e).__name__}: {e}"])
+            raise
         finally:
             _runtime._current.reset(token)
         if mode == "check":
@@ -182,7 +188,10 @@ class Trigger(Flow[..., RunResult]):
             return None
         result = RunResult(self.name, mode != "run", ctx.items, ctx.sources, ctx.sinks)
         if mode == "run":
+            from . import _alerts
+
             _publish_summary(result)
+            _alerts.check(ctx.store, self.name, result.failures)
             if result.failures:
                 raise TriggerRunFailed(
                     f"trigger {self.name}: "

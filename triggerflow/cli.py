@@ -272,6 +272,20 @@ def cmd_pause(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retry(s: Settings, args: argparse.Namespace) -> int:
+    from ._store import Store, now
+
+    name = args.name.replace("-", "_") if args.name else None
+    if name:
+        _find(s, name)
+    store = Store(s.store_path, s.store_wait)
+    with store.transaction() as con:
+        n = store.requeue(con, name, now(), dead=args.dead)
+    what = "failed or dead" if args.dead else "failed"
+    say(f"Requeued {n} {what} item(s){' of ' + name if name else ''}; the next run sends them.")
+    return 0
+
+
 def cmd_config(s: Settings, args: argparse.Namespace) -> int:
     for key, value in s.describe().items():
         say(f"{key:18} {value}   (TRIGGERFLOW_{key.upper()})")
@@ -359,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("name", help="the trigger's name (see `triggerflow list`)")
         if action == "pause":
             sp.add_argument("--note", help="why (shown by status)")
+    sp = add(
+        "retry", cmd_retry, "owe failed items again (after fixing the cause)",
+        "Requeue items that failed (a bounce, a refused room): the next run tries them\n"
+        "again with a fresh attempt count. --dead also requeues items given up after\n"
+        "TRIGGERFLOW_MAX_ATTEMPTS failed attempts.",
+    )  # fmt: skip
+    sp.add_argument("name", nargs="?", help="only this trigger (default: all)")
+    sp.add_argument("--dead", action="store_true", help="also items that were given up")
     add("config", cmd_config, "show the effective settings", "Show every setting and its value.")
     return p
 

@@ -49,6 +49,8 @@ class Settings:
         http_connections: concurrent connections of one source call
             (``TRIGGERFLOW_HTTP_CONNECTIONS``).
         xmpp_timeout: bound of each XMPP step: connect, join, acks (``TRIGGERFLOW_XMPP_TIMEOUT``).
+        alerts: who is told when a trigger starts failing and when it is back: ``owner``
+            (the default XMPP account's owner), a JID, or ``off`` (``TRIGGERFLOW_ALERTS``).
     """
 
     data_dir: Path
@@ -62,6 +64,7 @@ class Settings:
     http_timeout: float = 20.0
     http_connections: int = 20
     xmpp_timeout: float = 15.0
+    alerts: str = "owner"
 
     @property
     def store_path(self) -> Path:
@@ -106,7 +109,7 @@ def settings() -> Settings:
         if f.name not in raw:
             continue
         value = raw[f.name]
-        kind = {"int": int, "float": float}.get(str(f.type))
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type))
         try:
             values[f.name] = kind(value) if kind else Path(str(value)).expanduser()
         except ValueError as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from ._connection import connect
-from ._control import ControlMixin, Vacation
+from ._control import AlertsMixin, ControlMixin, Vacation
 from ._items import ItemsMixin, SourceState
 from ._ledger import Claim, LedgerMixin
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED, VERSION
@@ -43,7 +43,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(ItemsMixin, LedgerMixin, StatusMixin, ControlMixin):
+class Store(ItemsMixin, LedgerMixin, StatusMixin, ControlMixin, AlertsMixin):
     """One DuckDB file. Cheap to create; opens a connection only per transaction."""
 
     def __init__(self, path: Path, wait: float = 30.0) -> None:

@@ -5,11 +5,17 @@ conflict with a writer too), while Prefect runs every flow run in its own proces
 and users open notebooks. So every operation opens, runs one transaction and
 closes; a lock conflict is retried with backoff up to ``wait`` seconds, then
 reported as :class:`StoreBusyError` naming the process that holds it.
+
+Within one process DuckDB shares a single database instance between connections to
+the same file, so threads never see that lock: their concurrent transactions fail
+with write-write conflicts instead (even the first migration races on creating
+``meta``). A per-file lock in this process serialises them, under the same ``wait``.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,12 +29,23 @@ from ._schema import MIGRATIONS, VERSION
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
+# One re-entrant lock per store file in this process (re-entrant: a transaction opened
+# inside another on the same thread must not deadlock, it behaves as it did before).
+_FILE_LOCKS: dict[Path, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.RLock:
+    key = path.resolve()
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
+
+
 def _is_lock_conflict(e: duckdb.Error) -> bool:
     return "Could not set lock" in str(e) or "Conflicting lock" in str(e)
 
 
-def _open(path: Path, wait: float) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + wait
+def _open(path: Path, wait: float, deadline: float) -> duckdb.DuckDBPyConnection:
     delay = 0.01
     while True:
         try:
@@ -71,17 +88,27 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def connect(path: Path, wait: float, *, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
     """One short transaction on the store; rolled back instead when ``commit`` is False."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, wait)
+    deadline = time.monotonic() + wait
+    lock = _file_lock(path)
+    if not lock.acquire(timeout=min(max(wait, 0.0), threading.TIMEOUT_MAX)):
+        raise StoreBusyError(
+            f"store {path}: another thread of this process has held it for more than "
+            f"{wait:g} s; raise TRIGGERFLOW_STORE_WAIT if its transactions are that long"
+        )
     try:
-        _migrate(con, path)
-        con.execute("BEGIN")
+        con = _open(path, wait, deadline)
         try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT" if commit else "ROLLBACK")
-    except duckdb.Error as e:
-        raise StoreError(f"store {path}: {e}") from e
+            _migrate(con, path)
+            con.execute("BEGIN")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT" if commit else "ROLLBACK")
+        except duckdb.Error as e:
+            raise StoreError(f"store {path}: {e}") from e
+        finally:
+            con.close()
     finally:
-        con.close()
+        lock.release()

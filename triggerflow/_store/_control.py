@@ -78,3 +78,25 @@ class ControlMixin:
             "INSERT OR REPLACE INTO skip_before SELECT unnest($1), $2", [list(triggers), until]
         )
         return int(row[0]) if row else 0
+
+
+class AlertsMixin:
+    """Which triggers are failing now (one alert per outage, one when it ends)."""
+
+    @staticmethod
+    def failing(con: duckdb.DuckDBPyConnection, trigger: str) -> tuple[datetime, str] | None:
+        row = con.execute(
+            "SELECT failing_since, reason FROM alerts WHERE trigger = $1", [trigger]
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    @staticmethod
+    def set_failing(
+        con: duckdb.DuckDBPyConnection, trigger: str, since: datetime | None, reason: str = ""
+    ) -> None:
+        if since is None:
+            con.execute("DELETE FROM alerts WHERE trigger = $1", [trigger])
+        else:
+            con.execute(
+                "INSERT OR REPLACE INTO alerts VALUES ($1, $2, $3)", [trigger, since, reason]
+            )

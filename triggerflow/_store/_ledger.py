@@ -48,6 +48,7 @@ class LedgerMixin:
         ``route`` is (trigger, sink, target). The items must already be stored.
         """
         trigger, sink, target = route
+        keys = list(dict.fromkeys(keys))  # a key twice must not take two first-run slots
         known = con.execute(
             "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3",
             [trigger, sink, target],
@@ -149,6 +150,25 @@ class LedgerMixin:
             )  # fmt: skip
         waiting = len(owed) - len(take)
         return Claim(take, waiting, next_at if waiting else None)
+
+    @staticmethod
+    def requeue(
+        con: duckdb.DuckDBPyConnection, trigger: str | None, now: datetime, *, dead: bool = False
+    ) -> int:
+        """Owe failed (and with ``dead``, dead) items again, with a fresh attempt count."""
+        states = [FAILED, DEAD] if dead else [FAILED]
+        row = con.execute(
+            "SELECT count(*) FROM deliveries WHERE list_contains($states, state) "
+            "AND ($trigger IS NULL OR trigger = $trigger)",
+            {"states": states, "trigger": trigger},
+        ).fetchone()
+        con.execute(
+            f"UPDATE deliveries SET state = '{QUEUED}', attempts = 0, last_error = NULL, "
+            "updated_at = $now WHERE list_contains($states, state) "
+            "AND ($trigger IS NULL OR trigger = $trigger)",
+            {"states": states, "trigger": trigger, "now": now},
+        )
+        return int(row[0]) if row else 0
 
     @staticmethod
     def allowance(

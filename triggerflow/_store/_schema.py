@@ -88,6 +88,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (trigger, sink, target)
     );
     """,
+    # 4: triggers that are failing now, so that an outage is announced once.
+    """
+    CREATE TABLE alerts (
+        trigger VARCHAR PRIMARY KEY,
+        failing_since TIMESTAMPTZ NOT NULL,
+        reason VARCHAR NOT NULL
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)

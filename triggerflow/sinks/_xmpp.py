@@ -8,14 +8,17 @@ room reflected it back).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 
 from .. import _runtime
+from .._deployments import ensure_concurrency_limit
 from .._store import QUEUED, Store, now
 from .._xmpp import XMPPConnection, send_messages_sync
 from ..blocks import load_xmpp_account
@@ -170,9 +173,13 @@ def _deliver(
         timeout=s.xmpp_timeout,
     )
     log.info("xmpp → %s: sending %d message(s) as %s", target, len(owed), conn.jid)
-    result = send_messages_sync(
-        conn, target, list(bodies.items()), room_nick="triggerflow" if is_room else None
-    )
+    # One connection per account at a time, across every process that runs triggers: a
+    # Prefect global concurrency limit (servers throttle or kick parallel logins).
+    slot = ensure_concurrency_limit("xmpp-" + re.sub(r"[^A-Za-z0-9_.@-]", "-", conn.jid))
+    with concurrency(slot, occupy=1, strict=True, timeout_seconds=s.xmpp_timeout * 8):
+        result = send_messages_sync(
+            conn, target, list(bodies.items()), room_nick="triggerflow" if is_room else None
+        )
     by_key = {_key(i): i for i in owed}
     sent = [by_key[k].key for k in result.sent]
     rejected = {by_key[k].key: why for k, why in result.rejected.items()}

@@ -1,0 +1,127 @@
+"""Failure alerts: one when a trigger starts failing, one when it is back, none lost."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from triggerflow import trigger
+from triggerflow.exceptions import TriggerRunFailed
+from triggerflow.sinks import xmpp
+from triggerflow.sources import rss
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture
+def people(prosody: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """A reader of the items and an admin who gets the alerts, both listening."""
+    reader_jid, reader_pw = prosody.new_user("reader")
+    admin_jid, admin_pw = prosody.new_user("admin")
+    for key, value in prosody.env(owner=reader_jid).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TRIGGERFLOW_ALERTS", admin_jid)
+    admin = receiver(admin_jid, admin_pw)
+    admin.password = admin_pw
+    return receiver(reader_jid, reader_pw), admin
+
+
+def _settle(r: Any, n: int) -> list[str]:
+    time.sleep(1.5)  # what would arrive late has arrived
+    assert len(r.messages) == n, r.messages
+    return r.messages
+
+
+def test_one_alert_per_outage_and_one_when_back(feeds: Any, people: tuple[Any, Any]) -> None:
+    reader, admin = people
+    feeds.publish("/a.xml", ["first"])
+    url = feeds.url("/a.xml")
+
+    @trigger
+    def watched() -> None:
+        xmpp(rss(url), format="{title}")
+
+    watched()
+    assert reader.wait_for(1) == ["first"]
+    _settle(admin, 0)
+
+    feeds.broken("/a.xml", 404)
+    for _ in range(3):  # three failing runs, one alert
+        with pytest.raises(TriggerRunFailed, match="404"):
+            watched()
+    (alert,) = admin.wait_for(1)
+    assert alert.startswith("⚠ triggerflow: watched is failing:") and "404" in alert
+    _settle(admin, 1)
+
+    feeds.publish("/a.xml", ["first", "second"])
+    watched()
+    assert reader.wait_for(2) == ["first", "second"]
+    back = admin.wait_for(2)[1]
+    assert back.startswith("✓ triggerflow: watched is back to normal")
+    _settle(admin, 2)
+    watched()  # healthy again: nothing more
+    _settle(admin, 2)
+
+
+def test_an_alert_about_the_xmpp_server_waits_for_it(
+    feeds: Any, prosody: Any, receiver: Any, people: tuple[Any, Any]
+) -> None:
+    _, admin = people
+    feeds.publish("/b.xml", ["x"])
+    url = feeds.url("/b.xml")
+
+    @trigger
+    def fragile() -> None:
+        xmpp(rss(url), format="{title}")
+
+    with prosody.down():
+        with pytest.raises(TriggerRunFailed, match="unreachable"):
+            fragile()
+    fragile()  # back: the item, the queued alert and the recovery all go out
+    # The admin's client lost its connection with the server: it logs in again and
+    # reads what the server kept for it, in order.
+    again = receiver(admin.jid, admin.password, include_delayed=True)
+    got = again.wait_for(2)
+    _settle(again, 2)
+    assert got[0].startswith("⚠ triggerflow: fragile is failing") and "unreachable" in got[0]
+    assert got[1].startswith("✓ triggerflow: fragile is back to normal")
+
+
+def test_dead_items_come_back_with_retry(
+    feeds: Any, prosody: Any, people: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After N failed attempts an item is dead; `triggerflow retry --dead` owes it again."""
+    import os
+    import subprocess
+    import sys
+
+    reader, _ = people
+    monkeypatch.setenv("TRIGGERFLOW_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("TRIGGERFLOW_RETRIES", "0")
+    monkeypatch.setenv("TRIGGERFLOW_ALERTS", "off")
+    feeds.publish("/d.xml", ["late"])
+    url = feeds.url("/d.xml")
+
+    @trigger
+    def stubborn() -> None:
+        xmpp(rss(url), format="{title}")
+
+    with prosody.down():
+        with pytest.raises(TriggerRunFailed, match="unreachable"):
+            stubborn()
+        with pytest.raises(TriggerRunFailed, match="gave up after 2 attempts"):
+            stubborn()
+    status = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "status"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+    ).stdout  # fmt: skip
+    assert "[dead] late" in status and "unreachable" in status
+    assert stubborn().sinks[0].sent == 0  # dead items are not tried again by themselves
+    out = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "retry", "--dead"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+    ).stdout  # fmt: skip
+    assert "Requeued 1 failed or dead item(s)" in out
+    assert stubborn().sinks[0].sent == 1

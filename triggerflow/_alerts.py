@@ -1,0 +1,78 @@
+"""Failure alerts: one message when a trigger starts failing, one when it is back.
+
+An outage is remembered in the store (``alerts``), so a trigger that fails every
+15 minutes for a day says so once, not 96 times. The alert is an item delivered
+through the same ledger as everything else, to the owner of the ``default`` XMPP
+account (or the JID in ``TRIGGERFLOW_ALERTS``; ``off`` turns alerts off). When the
+failure is the XMPP server itself, the alert waits in the queue and arrives once
+the server is back, instead of being lost.
+"""
+
+from __future__ import annotations
+
+from . import _runtime
+from ._store import Store, now
+from .blocks import load_xmpp_account
+from .config import settings
+from .exceptions import TriggerflowError
+from .types import Item, Items
+
+ALERTS = "_alerts"  # the pseudo-trigger that alert deliveries belong to
+SOURCE = "triggerflow:alerts"
+
+
+def check(store: Store, trigger: str, failures: list[str]) -> None:
+    """Record the run's outcome and send an alert if the trigger's state changed."""
+    log = _runtime.logger()
+    t = now()
+    with store.transaction() as con:
+        before = store.failing(con, trigger)
+        if failures and before is None:
+            store.set_failing(con, trigger, t, failures[0])
+        elif not failures and before is not None:
+            store.set_failing(con, trigger, None)
+    if failures and before is None:
+        more = f" (and {len(failures) - 1} more problem(s))" if len(failures) > 1 else ""
+        text = f"⚠ triggerflow: {trigger} is failing: {failures[0]}{more}"
+        ident = f"{trigger}:{t.isoformat()}:failing"
+    elif not failures and before is not None:
+        since = f"{before[0]:%Y-%m-%d %H:%M}"
+        text = f"✓ triggerflow: {trigger} is back to normal (failing since {since})"
+        ident = f"{trigger}:{t.isoformat()}:back"
+    else:
+        with store.transaction(commit=False) as con:
+            row = con.execute(
+                "SELECT count(*) FROM deliveries WHERE trigger = $1 AND state = 'queued'",
+                [ALERTS],
+            ).fetchone()
+        if row and row[0]:
+            _send(None)  # alerts left queued while the XMPP server was down
+        return
+    log.warning("alert: %s", text)
+    _send(Item(source=SOURCE, id=ident, title=text, published=t))
+
+
+def _send(alert: Item | None) -> None:
+    """Deliver ``alert`` (and any alert still owed) to the default account's owner."""
+    from .sinks._xmpp import _deliver
+
+    log = _runtime.logger()
+    to = settings().alerts
+    if to == "off":
+        return
+    try:
+        account = load_xmpp_account("default")
+    except TriggerflowError as e:
+        log.warning("alert not sent: %s", e)
+        return
+    owner = account.owner if to == "owner" else to
+    if not owner:
+        log.warning("alert not sent: the default XMPP account has no owner (…_OWNER)")
+        return
+    batch = Items([alert] if alert else [])
+    try:
+        # A plain call, no task retries: the run is already failing, and what is not
+        # sent now stays queued for the next run's check.
+        _deliver(ALERTS, batch, owner, False, "default", "{title}", 100, None, False)
+    except TriggerflowError as e:
+        log.warning("alert to %s queued: %s", owner, e)
