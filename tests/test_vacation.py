@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serve_support import Serve
@@ -106,3 +107,43 @@ def test_vacation_rules_without_a_server(monkeypatch: pytest.MonkeyPatch) -> Non
     vacation.resume("b")
     with pytest.raises(ConfigurationError, match="not paused"):
         vacation.resume("b")
+
+
+@pytest.mark.parametrize("skip_backlog", [False, True], ids=["deliver", "skip"])
+def test_the_backlog_after_a_vacation_respects_limits_or_is_skipped(
+    prefect_api: str,
+    feeds: Any,
+    prosody: Any,
+    receiver: Any,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    skip_backlog: bool,
+) -> None:
+    from triggerflow import trigger, vacation
+    from triggerflow.sinks import xmpp
+    from triggerflow.sources import rss
+
+    jid, password = prosody.new_user("traveller")
+    reader = receiver(jid, password)
+    for key, value in prosody.env(owner=jid).items():
+        monkeypatch.setenv(key, value)
+    feeds.publish("/trip.xml", ["before"])
+    url = feeds.url("/trip.xml")
+
+    @trigger
+    def back() -> None:
+        xmpp(rss(url), format="{title}", limit="5/hour")
+
+    assert back().sinks[0].sent == 1
+    vacation.on(names=["back"])
+    titles = ["before"] + [f"while away {i}" for i in range(7)]
+    feeds.publish("/trip.xml", titles)
+    vacation.off(skip_backlog=skip_backlog)
+    report = back().sinks[0]
+    if skip_backlog:
+        assert (report.sent, report.skipped, report.queued) == (0, 7, 0)
+        time.sleep(1.5)
+        assert reader.messages == ["before"]
+    else:
+        assert (report.sent, report.queued) == (4, 3)  # 5 an hour, one went before
+        assert reader.wait_for(5) == titles[:5]
