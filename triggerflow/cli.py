@@ -286,6 +286,21 @@ def cmd_retry(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feeds(s: Settings, args: argparse.Namespace) -> int:
+    from . import feeds
+
+    if args.action == "list":
+        rows = [(n, count, _when(last)) for n, count, last in feeds.names()]
+        say(_table(rows, ("FEED", "ENTRIES", "LAST ADDED")) if rows else "No feeds yet.")
+        return 0
+    if not args.name:
+        raise TriggerflowError("feeds export: name the feed (see `triggerflow feeds list`)")
+    xml = feeds.render(args.name, "rss" if args.rss else "atom", limit=args.limit)
+    sys.stdout.buffer.write(xml)
+    sys.stdout.flush()
+    return 0
+
+
 def cmd_config(s: Settings, args: argparse.Namespace) -> int:
     for key, value in s.describe().items():
         say(f"{key:18} {value}   (TRIGGERFLOW_{key.upper()})")
@@ -381,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp.add_argument("name", nargs="?", help="only this trigger (default: all)")
     sp.add_argument("--dead", action="store_true", help="also items that were given up")
+    sp = add(
+        "feeds", cmd_feeds, "list generated feeds, or export one as Atom/RSS XML",
+        "list: the feeds that feed(items, name=...) sinks collect.\n"
+        "export NAME: write the feed's XML (Atom, or RSS 2.0 with --rss) to stdout.",
+    )  # fmt: skip
+    sp.add_argument("action", choices=["list", "export"], help="what to do")
+    sp.add_argument("name", nargs="?", help="with export: the feed's name")
+    sp.add_argument("--rss", action="store_true", help="RSS 2.0 instead of Atom")
+    sp.add_argument("--limit", type=int, default=50, help="newest entries to include (50)")
     add("config", cmd_config, "show the effective settings", "Show every setting and its value.")
     return p
 

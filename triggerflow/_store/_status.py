@@ -7,6 +7,9 @@ from datetime import datetime
 
 import duckdb
 
+from ..types import Item
+from ._items import ITEM_SELECT, row_to_item
+
 
 @dataclass(frozen=True)
 class RouteStatus:
@@ -98,3 +101,28 @@ class StatusMixin:
             """
         ).fetchall()
         return {trigger: n for trigger, n in rows}
+
+    @staticmethod
+    def feed_names(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, datetime | None]]:
+        """Generated feeds: name, entries, last added."""
+        return con.execute(
+            "SELECT target, count(*), max(sent_at) FROM deliveries "
+            "WHERE sink = 'feed' AND state = 'sent' GROUP BY ALL ORDER BY target"
+        ).fetchall()
+
+    @staticmethod
+    def feed_entries(
+        con: duckdb.DuckDBPyConnection, name: str, limit: int
+    ) -> list[tuple[Item, datetime]]:
+        """The newest ``limit`` entries of feed ``name``, newest first, with when added."""
+        rows = con.execute(
+            f"""
+            SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}, d.sent_at
+            FROM deliveries d JOIN items i ON i.source = d.source AND i.id = d.item_id
+            WHERE d.sink = 'feed' AND d.target = $1 AND d.state = 'sent'
+            ORDER BY coalesce(i.published, d.sent_at) DESC, i.source, i.id
+            LIMIT $2
+            """,
+            [name, limit],
+        ).fetchall()
+        return [(row_to_item(r[:-1]), r[-1]) for r in rows]

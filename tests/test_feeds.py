@@ -1,0 +1,94 @@
+"""Generated feeds: the feed sink, and its XML read back by feedparser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import feedparser
+import pytest
+
+from triggerflow import feeds as generated
+from triggerflow import trigger
+from triggerflow.exceptions import ConfigurationError
+from triggerflow.sinks import feed
+from triggerflow.sources import rss
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+TRICKY = ["Fish & Chips", "a < b > c", "Ünïcödé — ça va", "rocket 🚀 launch", 'say "hi"']
+
+
+def test_merge_filter_and_round_trip_through_feedparser(feeds: Any) -> None:
+    """'Merge these feeds, keep what matches, give me one feed', read back by a reader."""
+    feeds.publish("/one.xml", TRICKY[:3])
+    feeds.publish("/two.xml", TRICKY[3:])
+    urls = [feeds.url("/one.xml"), feeds.url("/two.xml")]
+
+    @trigger
+    def merged() -> None:
+        items = rss(*urls)
+        feed(items.filter(lambda i: "launch" in i.title or "&" in i.title), name="picked")
+        feed(items, name="everything")
+
+    result = merged()
+    assert {s.target: s.sent for s in result.sinks} == {"picked": 2, "everything": 5}
+    assert merged().sinks[1].sent == 0  # nothing twice
+
+    for kind in ("atom", "rss"):
+        parsed = feedparser.parse(generated.render("everything", kind))
+        assert not parsed.bozo, parsed.get("bozo_exception")
+        assert sorted(e.title for e in parsed.entries) == sorted(TRICKY)
+        ids = [e.id for e in parsed.entries]
+        assert len(set(ids)) == 5
+        again = feedparser.parse(generated.render("everything", kind))
+        assert [e.id for e in again.entries] == ids  # stable across regenerations
+        assert all(e.get("published_parsed") for e in parsed.entries)
+    picked = feedparser.parse(generated.render("picked"))
+    assert sorted(e.title for e in picked.entries) == ["Fish & Chips", "rocket 🚀 launch"]
+
+
+def test_newest_first_and_limited(feeds: Any) -> None:
+    feeds.publish("/n.xml", [f"n{i}" for i in range(8)])
+    url = feeds.url("/n.xml")
+
+    @trigger
+    def numbers() -> None:
+        feed(rss(url), name="numbers")
+
+    numbers()
+    parsed = feedparser.parse(generated.render("numbers", limit=3))
+    assert [e.title for e in parsed.entries] == ["n7", "n6", "n5"]
+
+
+def test_preview_adds_nothing_and_the_cli_exports(feeds: Any) -> None:
+    feeds.publish("/p.xml", ["only"])
+    url = feeds.url("/p.xml")
+
+    @trigger
+    def pv() -> None:
+        feed(rss(url), name="pv")
+
+    assert pv.preview().sinks[0].would_send == ["only"]
+    with pytest.raises(ConfigurationError, match="no feed named 'pv'"):
+        generated.render("pv")
+    pv()
+    env = dict(os.environ)
+    out = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "feeds", "export", "pv", "--rss"],
+        capture_output=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert feedparser.parse(out.stdout).entries[0].title == "only"
+    listing = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "feeds", "list"],
+        capture_output=True, text=True, timeout=60, env=env,
+    ).stdout  # fmt: skip
+    assert "pv" in listing
+
+
+def test_bad_feed_names_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="letters, digits"):
+        feed([], name="../etc/passwd")
