@@ -30,7 +30,13 @@ class Serve:
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRIGGERFLOW_"))
         }
-        self.env.update(TRIGGERFLOW_DATA_DIR=str(data_dir), TRIGGERFLOW_PREFECT_PORT=str(self.port))
+        self.web_port = free_port()
+        self.web = f"http://127.0.0.1:{self.web_port}"
+        self.env.update(
+            TRIGGERFLOW_DATA_DIR=str(data_dir),
+            TRIGGERFLOW_PREFECT_PORT=str(self.port),
+            TRIGGERFLOW_WEB_PORT=str(self.web_port),
+        )
         if flows is not None:
             self.env["TRIGGERFLOW_FLOWS_DIR"] = str(flows)
         self.env.update(env)

@@ -92,3 +92,54 @@ def test_preview_adds_nothing_and_the_cli_exports(feeds: Any) -> None:
 def test_bad_feed_names_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="letters, digits"):
         feed([], name="../etc/passwd")
+
+
+def test_serve_serves_the_feeds_with_304(feeds: Any, tmp_path: Any) -> None:
+    import httpx
+    from serve_support import Serve
+
+    feeds.publish("/s.xml", ["served & fresh"])
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "served.py").write_text(
+        "from triggerflow import trigger\nfrom triggerflow.sinks import feed\n"
+        "from triggerflow.sources import rss\n\n@trigger\ndef served():\n"
+        f"    feed(rss({feeds.url('/s.xml')!r}), name='served')\n"
+    )
+    serve = Serve(tmp_path / "data", flows)
+    try:
+        out = serve.start()
+        assert f"Generated feeds: {serve.web}/feeds/" in out
+        assert httpx.get(f"{serve.web}/feeds/served.xml", timeout=10).status_code == 404
+        run = serve.cli("run", "served")
+        assert run.returncode == 0, run.stdout + run.stderr
+        first = httpx.get(f"{serve.web}/feeds/served.xml", timeout=10)
+        assert first.status_code == 200
+        assert first.headers["content-type"].startswith("application/atom+xml")
+        assert feedparser.parse(first.content).entries[0].title == "served & fresh"
+        again = httpx.get(
+            f"{serve.web}/feeds/served.xml",
+            headers={"If-None-Match": first.headers["etag"]}, timeout=10,
+        )  # fmt: skip
+        assert again.status_code == 304 and again.content == b""
+        by_date = httpx.get(
+            f"{serve.web}/feeds/served.rss",
+            headers={"If-Modified-Since": first.headers["last-modified"]}, timeout=10,
+        )  # fmt: skip
+        assert by_date.status_code == 304
+        assert "served.rss" in httpx.get(f"{serve.web}/feeds/", timeout=10).text
+        serve.stop()
+    finally:
+        serve.kill()
+
+
+def test_items_without_link_or_content_still_make_valid_atom() -> None:
+    from triggerflow import Item
+
+    @trigger
+    def bare() -> None:
+        feed([Item(source="notes", id="1", title="a thought, no link")], name="bare")
+
+    bare()
+    parsed = feedparser.parse(generated.render("bare"))
+    assert not parsed.bozo and parsed.entries[0].title == "a thought, no link"

@@ -104,7 +104,15 @@ def serve(s: Settings, say: Say) -> int:
             ui_url = api_url.removesuffix("/").removesuffix("/api")
             say(f"Using the Prefect server at {api_url}")
         write_state(s, api_url, ui_url)
-        return _serve_triggers(s, ui_url, say)
+        from ._web import WebServer
+
+        web = WebServer(s.web_port)
+        web.start()
+        say(f"Generated feeds: {web.url}/feeds/")
+        try:
+            return _serve_triggers(s, ui_url, say)
+        finally:
+            web.stop()
     except KeyboardInterrupt:
         return 130
     finally:

@@ -35,6 +35,8 @@ class Settings:
         flows_dir: the folder whose ``*.py`` files hold the triggers (``TRIGGERFLOW_FLOWS_DIR``).
         prefect_port: port of the local Prefect server ``serve`` starts when no
             ``PREFECT_API_URL`` is set (``TRIGGERFLOW_PREFECT_PORT``).
+        web_port: port of triggerflow's own web app (generated feeds at ``/feeds/``)
+            that ``serve`` starts on 127.0.0.1 (``TRIGGERFLOW_WEB_PORT``).
         retries: how often Prefect retries a source or sink task after a transient
             failure (``TRIGGERFLOW_RETRIES``).
         retry_delay: base delay in seconds of the exponential retry backoff
@@ -56,6 +58,7 @@ class Settings:
     data_dir: Path
     flows_dir: Path
     prefect_port: int = 4200
+    web_port: int = 4201
     retries: int = 2
     retry_delay: float = 10.0
     max_attempts: int = 5

@@ -20,7 +20,7 @@ from .config import settings
 from .exceptions import ConfigurationError
 from .types import Item
 
-__all__ = ["entry_id", "names", "render"]
+__all__ = ["entry_id", "last_added", "names", "render"]
 
 Kind = Literal["atom", "rss"]
 DEFAULT_LIMIT = 50
@@ -40,6 +40,11 @@ def names() -> list[tuple[str, int, datetime | None]]:
         return []
     with store.transaction(commit=False) as con:
         return store.feed_names(con)
+
+
+def last_added(name: str) -> datetime | None:
+    """When the newest entry was added to feed ``name`` (its Last-Modified)."""
+    return next((last for n, _, last in names() if n == name), None)
 
 
 def render(
@@ -91,6 +96,8 @@ def render(
             fe.summary(item.summary)
         if item.content:
             fe.content(item.content, type="html")
+        elif not item.link:  # Atom wants a link or a content: the text is the content
+            fe.content(item.summary or item.title or item.id, type="text")
         if item.author:
             fe.author({"name": item.author})
     return fg.atom_str(pretty=True) if kind == "atom" else fg.rss_str(pretty=True)
