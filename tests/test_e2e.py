@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from serve_support import spawn
 
 from triggerflow import RunResult, trigger
 from triggerflow.exceptions import TriggerRunFailed
@@ -227,25 +228,8 @@ def test_two_processes_and_a_reader_share_one_store(
             time.sleep(0.05)
         print(n)
     """)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "triggerflow", "run", name],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for name in ("left", "right")
-    ]
-    procs.append(
-        subprocess.Popen(
-            [sys.executable, "-c", reader],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-    )
+    procs = [spawn(["-m", "triggerflow", "run", name], env) for name in ("left", "right")]
+    procs.append(spawn(["-c", reader], env))
     outs = [p.communicate(timeout=180)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
     got = recipient.wait_for(8)

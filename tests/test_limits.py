@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from serve_support import spawn
 
 from triggerflow import trigger
 from triggerflow.exceptions import ConfigurationError
@@ -121,16 +122,7 @@ def test_two_concurrent_runs_on_one_target_never_exceed_the_limit(
             textwrap.dedent(TRIGGER_FILE.format(name=name, url=feeds.url(f"/{name}.xml")))
         )
     env = {**os.environ, "TRIGGERFLOW_FLOWS_DIR": str(flows), "TRIGGERFLOW_FIRST_RUN": "50"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "triggerflow", "run", name],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for name in ("left", "right")
-    ]
+    procs = [spawn(["-m", "triggerflow", "run", name], env) for name in ("left", "right")]
     outs = [p.communicate(timeout=180)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     recipient.wait_for(5)

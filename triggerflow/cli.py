@@ -147,6 +147,8 @@ def cmd_preview(s: Settings, args: argparse.Namespace) -> int:
             say("  → " + " | ".join(body.splitlines()))
         if len(sink.would_send) > limit:
             say(f"  … and {len(sink.would_send) - limit} more (--limit)")
+        if sink.held:
+            say(f"  ({sink.held} more wait for the publication limit)")
     return 1 if result.failures else 0
 
 
