@@ -22,7 +22,18 @@ SOURCE = "triggerflow:alerts"
 
 
 def check(store: Store, trigger: str, failures: list[str]) -> None:
-    """Record the run's outcome and send an alert if the trigger's state changed."""
+    """Record the run's outcome and send an alert if the trigger's state changed.
+
+    Never raises: an alert that cannot be worked out (the store is busy, say) must
+    not hide the failure of the run itself.
+    """
+    try:
+        _check(store, trigger, failures)
+    except TriggerflowError as e:
+        _runtime.logger().warning("alerts for %s not updated: %s", trigger, e)
+
+
+def _check(store: Store, trigger: str, failures: list[str]) -> None:
     log = _runtime.logger()
     t = now()
     with store.transaction() as con:
