@@ -15,6 +15,14 @@ def test_every_public_name_resolves() -> None:
     for name in triggerflow.__all__:
         assert getattr(triggerflow, name) is not None, name
     assert set(triggerflow.__all__) <= set(dir(triggerflow))
+    assert triggerflow.__all__ == sorted(triggerflow.__all__)
+
+
+def test_search_is_a_function_of_the_package() -> None:
+    """`triggerflow.search(...)` stays the function, not a module of the same name."""
+    import triggerflow._search  # noqa: F401
+
+    assert callable(triggerflow.search) and triggerflow.search.__name__ == "search"
 
 
 def test_importing_the_package_is_light() -> None:

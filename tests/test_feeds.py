@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import feedparser
@@ -106,7 +107,8 @@ def test_serve_serves_the_feeds_with_304(feeds: Any, tmp_path: Any) -> None:
         "from triggerflow.sources import rss\n\n@trigger\ndef served():\n"
         f"    feed(rss({feeds.url('/s.xml')!r}), name='served')\n"
     )
-    serve = Serve(tmp_path / "data", flows)
+    # Reindex check every second: serve's background rebuild of the search index.
+    serve = Serve(tmp_path / "data", flows, TRIGGERFLOW_SEARCH_REINDEX="1")
     try:
         out = serve.start()
         assert f"Generated feeds: {serve.web}/feeds/" in out
@@ -128,6 +130,14 @@ def test_serve_serves_the_feeds_with_304(feeds: Any, tmp_path: Any) -> None:
         )  # fmt: skip
         assert by_date.status_code == 304
         assert "served.rss" in httpx.get(f"{serve.web}/feeds/", timeout=10).text
+
+        status = ""
+        for _ in range(60):  # serve notices the waiting item and rebuilds the index
+            status = serve.cli("search", "--status").stdout
+            if "items in the index:  1 " in status:
+                break
+            time.sleep(1)
+        assert "items in the index:  1 " in status and "waiting for it:      0" in status
         serve.stop()
     finally:
         serve.kill()

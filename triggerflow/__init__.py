@@ -27,6 +27,7 @@ __all__ = [
     "Item",
     "Items",
     "RunResult",
+    "SearchResults",
     "Settings",
     "SinkReport",
     "SourceReport",
@@ -34,6 +35,9 @@ __all__ = [
     "TriggerflowError",
     "cron",
     "every",
+    "rebuild_search_index",
+    "search",
+    "search_index_status",
     "settings",
     "trigger",
 ]
@@ -46,6 +50,10 @@ _HOME = {
     "RunResult": "_trigger",
     "Trigger": "_trigger",
     "trigger": "_trigger",
+    "SearchResults": "_search",
+    "search": "_search",
+    "rebuild_search_index": "_search",
+    "search_index_status": "_search",
     "cron": "schedules",
     "every": "schedules",
     "Settings": "config",
@@ -54,6 +62,7 @@ _HOME = {
 }
 
 if TYPE_CHECKING:
+    from ._search import SearchResults, rebuild_search_index, search, search_index_status
     from ._trigger import RunResult, Trigger, trigger
     from .config import Settings, settings
     from .exceptions import TriggerflowError

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -109,9 +111,12 @@ def serve(s: Settings, say: Say) -> int:
         web = WebServer(s.web_port)
         web.start()
         say(f"Generated feeds: {web.url}/feeds/")
+        reindexer = Reindexer(s.search_reindex, say)
+        reindexer.start()
         try:
             return _serve_triggers(s, ui_url, say)
         finally:
+            reindexer.stop()
             web.stop()
     except KeyboardInterrupt:
         return 130
@@ -120,6 +125,60 @@ def serve(s: Settings, say: Say) -> int:
         if server is not None and server.process is not None:
             say("Stopping the Prefect server…")
             server.stop()
+
+
+class Reindexer(threading.Thread):
+    """Rebuilds the search index in the background when items wait for it.
+
+    Searches find waiting items anyway (by a scan that grows with their number), so
+    this only keeps searches fast. The rebuild runs in a child process: building the
+    index of a large store takes memory that serve should not keep.
+    """
+
+    def __init__(self, interval: float, say: Say) -> None:
+        super().__init__(name="triggerflow-reindex", daemon=True)
+        self.interval = interval
+        self.say = say
+        self._halt = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> None:
+        if self.interval <= 0:
+            return
+        delay = min(self.interval, 30.0)  # the first look soon after start
+        while not self._halt.wait(delay):
+            delay = self.interval
+            try:
+                self._check()
+            except Exception as e:  # never take serve down; say why and try later
+                self.say(f"search index: not rebuilt: {e}")
+
+    def _check(self) -> None:
+        from ._search import search_index_status
+
+        waiting = search_index_status().waiting
+        if not waiting:
+            return
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "triggerflow", "search", "--reindex"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _, err = self._child.communicate()
+        if self._child.returncode not in (0, 130, -signal.SIGINT) and not self._halt.is_set():
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            self.say(f"search index: rebuild failed: {last[0]}")
+        self._child = None
+
+    def stop(self) -> None:
+        self._halt.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)  # lets it remove its half-built file
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        self.join(timeout=15)
 
 
 def _interrupt(signum: int, frame: object) -> None:

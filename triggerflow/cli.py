@@ -303,6 +303,42 @@ def cmd_feeds(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(s: Settings, args: argparse.Namespace) -> int:
+    from . import _search as search
+    from .types import _cut
+
+    def progress(done: int, total: int) -> None:
+        print(f"  indexed {done:,} of {total:,} items", file=sys.stderr, flush=True)
+
+    if args.reindex:
+        print("Rebuilding the search index…", file=sys.stderr, flush=True)
+        n = search.rebuild_search_index(progress=progress)
+        print(f"Search index rebuilt: {n:,} items.", file=sys.stderr, flush=True)
+    if args.status:
+        st = search.search_index_status()
+        say(f"items in the index:  {st.indexed:,} (built {_when(st.built_at)})")
+        say(f"waiting for it:      {st.waiting:,} (found all the same)")
+    if not args.query:
+        if not (args.reindex or args.status):
+            raise TriggerflowError("search: give words to look for (or --reindex, --status)")
+        return 0
+    query = " ".join(args.query)
+    hits = search.search(
+        query, since=args.since, until=args.until, trigger=args.trigger, source=args.source,
+        limit=args.limit, progress=progress,
+    )  # fmt: skip
+    if not hits:
+        say(f"No item matches {query!r}.")
+        return 0
+    rows = []
+    for item, score in zip(hits, hits.scores, strict=True):
+        when = item.published.astimezone().strftime("%Y-%m-%d") if item.published else "-"
+        title = _cut(item.title or item.id, 60)
+        rows.append((f"{score:.2f}", when, title, item.link or item.source))
+    say(_table(rows, ("SCORE", "DATE", "TITLE", "LINK")))
+    return 0
+
+
 def cmd_config(s: Settings, args: argparse.Namespace) -> int:
     for key, value in s.describe().items():
         say(f"{key:18} {value}   (TRIGGERFLOW_{key.upper()})")
@@ -407,6 +443,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", nargs="?", help="with export: the feed's name")
     sp.add_argument("--rss", action="store_true", help="RSS 2.0 instead of Atom")
     sp.add_argument("--limit", type=int, default=50, help="newest entries to include (50)")
+    sp = add(
+        "search", cmd_search, "full-text search over every stored item (BM25)",
+        "Find stored items by words in their title, text and author, best first (BM25).\n"
+        "Every word must occur; case, accents and word endings do not matter.\n"
+        "Items stored a second ago are found too. The index is rebuilt in the background\n"
+        "by serve, when many items wait for it, or with --reindex.\n\n"
+        "examples:\n"
+        "  triggerflow search linux kernel\n"
+        "  triggerflow search \"security advisory\" --since 7d --trigger security_digest\n"
+        "  triggerflow search --reindex --status",
+    )  # fmt: skip
+    sp.add_argument("query", nargs="*", help="words to look for")
+    sp.add_argument("--since", metavar="WHEN", help="only items from then on: 7d, 12h, 2026-11-01")
+    sp.add_argument("--until", metavar="WHEN", help="only items before then (same forms)")
+    sp.add_argument("--trigger", metavar="NAME", help="only items from this trigger's sources")
+    sp.add_argument("--source", metavar="TEXT", help="only sources whose URL contains TEXT")
+    sp.add_argument("--limit", type=int, default=20, help="at most this many hits (20)")
+    sp.add_argument("--reindex", action="store_true", help="rebuild the search index first")
+    sp.add_argument("--status", action="store_true", help="say how current the index is")
     add("config", cmd_config, "show the effective settings", "Show every setting and its value.")
     return p
 

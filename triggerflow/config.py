@@ -53,6 +53,9 @@ class Settings:
         xmpp_timeout: bound of each XMPP step: connect, join, acks (``TRIGGERFLOW_XMPP_TIMEOUT``).
         alerts: who is told when a trigger starts failing and when it is back: ``owner``
             (the default XMPP account's owner), a JID, or ``off`` (``TRIGGERFLOW_ALERTS``).
+        search_reindex: seconds between checks by ``serve`` for items that wait for the
+            search index, rebuilt then in the background; 0 turns it off
+            (``TRIGGERFLOW_SEARCH_REINDEX``).
     """
 
     data_dir: Path
@@ -68,6 +71,7 @@ class Settings:
     http_connections: int = 20
     xmpp_timeout: float = 15.0
     alerts: str = "owner"
+    search_reindex: float = 600.0
 
     @property
     def store_path(self) -> Path:

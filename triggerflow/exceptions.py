@@ -29,6 +29,8 @@ feed body) is not.
     │       ├── XMPPAuthError       (+ PermanentError)
     │       ├── XMPPTLSError        (+ PermanentError)
     │       └── XMPPRejected        (+ PermanentError)
+    ├── SearchError
+    │   └── SearchUnavailable       (the fts extension is missing)
     ├── TriggerRunFailed            (a run that delivered what it could, then failed)
     ├── TransientError   (marker)
     └── PermanentError   (marker)
@@ -44,6 +46,8 @@ __all__ = [
     "FeedUnavailable",
     "FlowsLoadError",
     "PermanentError",
+    "SearchError",
+    "SearchUnavailable",
     "SinkError",
     "SourceError",
     "StoreBusyError",
@@ -139,6 +143,14 @@ class XMPPTLSError(XMPPError, PermanentError):
 
 class XMPPRejected(XMPPError, PermanentError):
     """The server bounced a message or refused to let us into a room."""
+
+
+class SearchError(TriggerflowError):
+    """A search could not be run (an empty query, an unreadable index)."""
+
+
+class SearchUnavailable(SearchError):
+    """DuckDB's fts extension is not installed and could not be downloaded."""
 
 
 class TriggerRunFailed(TriggerflowError):

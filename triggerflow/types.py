@@ -119,11 +119,16 @@ class Items(Sequence[Item]):
             lines.append(f"  … and {len(self._items) - 20} more")
         return "\n".join(lines)
 
+    def _lead_columns(self) -> dict[str, list[str]]:
+        """Extra columns shown first in the HTML table (subclasses add e.g. a score)."""
+        return {}
+
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
+        lead = self._lead_columns()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in (*lead, *_COLUMNS))
         body = []
-        for i in self._items[:200]:
-            cells = []
+        for n, i in enumerate(self._items[:200]):
+            cells = [f"<td>{html.escape(values[n])}</td>" for values in lead.values()]
             for c in _COLUMNS:
                 v = getattr(i, c)
                 text = v.isoformat(timespec="minutes") if isinstance(v, datetime) else str(v or "")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import duckdb
 
-from ._connection import connect
+from ._connection import attach_read_only, connect, quiet
 from ._control import AlertsMixin, ControlMixin, Vacation
-from ._items import ItemsMixin, SourceState
+from ._items import ITEM_SELECT, ItemsMixin, SourceState, row_to_item
 from ._ledger import Claim, LedgerMixin
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED, VERSION
 from ._status import RouteStatus, SourceStatus, StatusMixin
@@ -24,17 +24,21 @@ __all__ = [
     "DEAD",
     "SENDING",
     "Claim",
+    "ITEM_SELECT",
     "FAILED",
     "QUEUED",
     "SENT",
     "SKIPPED",
     "VERSION",
+    "attach_read_only",
     "RouteStatus",
     "SourceState",
     "SourceStatus",
     "Store",
     "Vacation",
     "now",
+    "quiet",
+    "row_to_item",
 ]
 
 

@@ -17,14 +17,17 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
 from ..exceptions import StoreBusyError, StoreError
 from ._schema import MIGRATIONS, VERSION
+
+T = TypeVar("T")
 
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
@@ -45,11 +48,12 @@ def _is_lock_conflict(e: duckdb.Error) -> bool:
     return "Could not set lock" in str(e) or "Conflicting lock" in str(e)
 
 
-def _open(path: Path, wait: float, deadline: float) -> duckdb.DuckDBPyConnection:
+def _retry_lock(path: Path, wait: float, deadline: float, action: Callable[[], T]) -> T:
+    """``action()``, retried with backoff while another process holds the file's lock."""
     delay = 0.01
     while True:
         try:
-            return duckdb.connect(str(path))
+            return action()
         except duckdb.IOException as e:
             if not _is_lock_conflict(e):
                 raise StoreError(f"store {path}: cannot open: {e}") from e
@@ -62,6 +66,20 @@ def _open(path: Path, wait: float, deadline: float) -> duckdb.DuckDBPyConnection
                 ) from e
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+
+@contextmanager
+def _thread_lock(path: Path, wait: float) -> Iterator[None]:
+    lock = _file_lock(path)
+    if not lock.acquire(timeout=min(max(wait, 0.0), threading.TIMEOUT_MAX)):
+        raise StoreBusyError(
+            f"store {path}: another thread of this process has held it for more than "
+            f"{wait:g} s; raise TRIGGERFLOW_STORE_WAIT if its transactions are that long"
+        )
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -84,20 +102,27 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         con.execute("COMMIT")
 
 
+def quiet(con: duckdb.DuckDBPyConnection) -> None:
+    """No progress bar from long statements: it writes to stdout, which is the CLI's.
+
+    In Jupyter without ipywidgets DuckDB refuses any change of that setting (and
+    draws no bar there), so a refusal is fine.
+    """
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass
+
+
 @contextmanager
 def connect(path: Path, wait: float, *, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
     """One short transaction on the store; rolled back instead when ``commit`` is False."""
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
-    lock = _file_lock(path)
-    if not lock.acquire(timeout=min(max(wait, 0.0), threading.TIMEOUT_MAX)):
-        raise StoreBusyError(
-            f"store {path}: another thread of this process has held it for more than "
-            f"{wait:g} s; raise TRIGGERFLOW_STORE_WAIT if its transactions are that long"
-        )
-    try:
-        con = _open(path, wait, deadline)
+    with _thread_lock(path, wait):
+        con = _retry_lock(path, wait, deadline, lambda: duckdb.connect(str(path)))
         try:
+            quiet(con)
             _migrate(con, path)
             con.execute("BEGIN")
             try:
@@ -110,5 +135,24 @@ def connect(path: Path, wait: float, *, commit: bool = True) -> Iterator[duckdb.
             raise StoreError(f"store {path}: {e}") from e
         finally:
             con.close()
-    finally:
-        lock.release()
+
+
+@contextmanager
+def attach_read_only(
+    con: duckdb.DuckDBPyConnection, path: Path, wait: float, alias: str
+) -> Iterator[None]:
+    """The store attached read-only to ``con`` (a connection to another file) for a while.
+
+    The search index lives in its own file; reading both in one query needs this.
+    Holding it blocks writers of other processes, so callers keep it short.
+    """
+    deadline = time.monotonic() + wait
+    quoted = str(path).replace("'", "''")
+    with _thread_lock(path, wait):
+        _retry_lock(
+            path, wait, deadline, lambda: con.execute(f"ATTACH '{quoted}' AS {alias} (READ_ONLY)")
+        )
+        try:
+            yield
+        finally:
+            con.execute(f"DETACH {alias}")

@@ -1,0 +1,27 @@
+"""The benchmark harnesses in bench/ still run (small sizes; no time is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_search_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "search.json"
+    r = subprocess.run(
+        [sys.executable, "bench/search.py", "--sizes", "3000", "--runs", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| 3,000 | triggerflow search |" in r.stdout
+    report = json.loads(out.read_text())
+    size = report["sizes"][0]
+    assert size["items"] == 3000 and report["machine"]["cores"]
+    hits = size["hits_per_query"]
+    # The index and the scan of waiting items agree with the raw extension on what matches.
+    assert hits["triggerflow search"] == hits["raw match_bm25"]
+    assert sum(hits["triggerflow search"]) > 0
