@@ -35,6 +35,12 @@ def test_prefect_yaml_matches_the_triggers_in_flows() -> None:
         assert attr == t.fn.__name__
         assert "triggerflow" in d["tags"]
         assert d["work_pool"]["name"] == "triggerflow"
+        if t.on is not None:  # runs on deliveries: the same event trigger as serve's
+            (event,) = d["triggers"]
+            spec = t.on.prefect_trigger()
+            assert set(event["expect"]) == set(spec.expect)
+            assert event["match"] == spec.match.root
+            assert d["concurrency_limit"]["collision_strategy"] == "ENQUEUE"
         (schedule,) = d["schedules"]
         if isinstance(t.schedule, Every):
             assert schedule["interval"] == t.schedule.interval.total_seconds()

@@ -37,3 +37,12 @@ def test_every_cli_command_is_documented() -> None:
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in commands:
         assert f"triggerflow {name}" in README, name
+
+
+def test_the_webhook_example_defines_an_event_trigger() -> None:
+    (block,) = [b for b in _blocks("python") if "github_webhook" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    t = namespace["project_activity"]
+    assert isinstance(t, Trigger) and t.on is not None
+    assert t.on.events == ("push", "pull_request") and t.on.repos == ("me/project",)

@@ -48,8 +48,15 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         # The examples need an XMPP account that is not configured here: shown, with the fix.
         assert "python_news (every 15m): not configured" in out
         assert "TRIGGERFLOW_XMPP_DEFAULT_JID" in out
-        by_name = serve.deployments(3)
-        assert set(by_name) == {"python_news", "morning_releases", "security_digest"}
+        by_name = serve.deployments(4)
+        assert set(by_name) == {
+            "python_news",
+            "morning_releases",
+            "security_digest",
+            "github_activity",
+        }
+        assert "github_activity (every 10m): not configured: GitHub webhooks: no secret" in out
+        assert by_name["github_activity"]["paused"] is True
         assert by_name["security_digest"]["paused"] is False  # needs no account
         news = by_name["python_news"]
         assert news["paused"] is True  # not configured: no failing run every 15 minutes

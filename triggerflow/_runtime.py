@@ -39,6 +39,8 @@ class RunContext:
     sinks: list[SinkReport] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # inbox kind -> the last seq read; saved once the trigger function has returned
+    cursors: dict[str, int] = field(default_factory=dict)
 
 
 _current: ContextVar[RunContext | None] = ContextVar("triggerflow_run", default=None)

@@ -27,6 +27,7 @@ from ._prefect_server import (
     running_serve,
     write_state,
 )
+from ._webhooks import GitHubReceiver
 from .config import Settings
 from .exceptions import ConfigurationError
 
@@ -68,17 +69,20 @@ def deployment_for(trigger: Any, problems: list[str], paused_because: str | None
     # The schedule stays active: `paused` alone stops it, and resuming the deployment
     # (vacation off, `triggerflow resume`) then brings its runs back.
     schedules = [to_prefect(trigger.schedule)] if trigger.schedule else None
+    # One run at a time. Runs missed while nobody served are dropped rather than caught
+    # up in a burst (shared notes/prefect.md §4); but a run woken by an event waits its
+    # turn: the run in progress may have read the inbox before that delivery came.
+    strategy = ConcurrencyLimitStrategy.CANCEL_NEW
+    if trigger.on is not None:
+        strategy = ConcurrencyLimitStrategy.ENQUEUE
     return trigger.to_deployment(
         name=trigger.name,
         schedules=schedules,
+        triggers=[trigger.on.prefect_trigger()] if trigger.on else None,
         paused=paused,
         tags=list(trigger.tags),
         description=description or None,
-        # One run at a time; runs missed while nobody served are dropped rather
-        # than caught up in a burst (shared notes/prefect.md §4).
-        concurrency_limit=ConcurrencyLimitConfig(
-            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
-        ),
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),
     )
 
 
@@ -108,9 +112,9 @@ def serve(s: Settings, say: Say) -> int:
         write_state(s, api_url, ui_url)
         from ._web import WebServer
 
-        web = WebServer(s.web_port)
+        web = WebServer(s.web_port, _github_receiver(s, say))
         web.start()
-        say(f"Generated feeds: {web.url}/feeds/")
+        say(f"Generated feeds: {web.url}/feeds/  GitHub webhooks: {web.url}/hooks/github")
         reindexer = Reindexer(s.search_reindex, say)
         reindexer.start()
         try:
@@ -125,6 +129,18 @@ def serve(s: Settings, say: Say) -> int:
         if server is not None and server.process is not None:
             say("Stopping the Prefect server…")
             server.stop()
+
+
+def _github_receiver(s: Settings, say: Say) -> GitHubReceiver:
+    from .blocks import load_github_secret
+    from .sources._github import wake
+
+    secret = load_github_secret()
+    if secret is None and not s.github_allow_unsigned:
+        say("  (GitHub webhooks are refused until TRIGGERFLOW_GITHUB_SECRET is set)")
+    elif secret is None:
+        say("  (GitHub webhooks are accepted unsigned: TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED=1)")
+    return GitHubReceiver(s, secret.get_secret_value() if secret else None, on_stored=wake)
 
 
 class Reindexer(threading.Thread):

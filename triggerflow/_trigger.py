@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import Flow
 
@@ -19,10 +20,15 @@ from . import _runtime
 from ._store import Store
 from .config import settings
 from .exceptions import ConfigurationError, TriggerRunFailed
-from .schedules import Schedule
+from .schedules import Schedule, every
 from .types import Item, Items, SinkReport, SourceReport
 
+if TYPE_CHECKING:
+    from .sources._github import GitHubWebhook
+
 __all__ = ["RunResult", "Trigger", "trigger"]
+
+FALLBACK = "10m"  # the catch-up schedule of an event trigger without one of its own
 
 
 class RunResult(Items):
@@ -129,14 +135,24 @@ class Trigger(Flow[..., RunResult]):
         schedule: Schedule | None,
         description: str | None,
         tags: Iterable[str],
+        on: GitHubWebhook | None = None,
     ) -> None:
         self.user_fn = fn
-        self.schedule = schedule
+        self.on = on
+        # An event trigger also runs on a schedule, so that a lost wake-up only delays.
+        self.schedule = schedule or (every(FALLBACK) if on is not None else None)
         self.extra_tags = tuple(tags)
 
         @functools.wraps(fn)
         def run_trigger(*args: Any, **kwargs: Any) -> RunResult:
             return self._execute("run", args, kwargs)
+
+        if on is not None:
+            # The deliveries are the first argument, supplied by the run itself: it is no
+            # deployment parameter (Prefect would require it of every run).
+            params = list(inspect.signature(fn).parameters.values())[1:]
+            del run_trigger.__wrapped__
+            run_trigger.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
 
         super().__init__(
             fn=run_trigger,
@@ -173,7 +189,17 @@ class Trigger(Flow[..., RunResult]):
         ctx = _runtime.RunContext(self.name, mode, s, Store(s.store_path, s.store_wait))
         token = _runtime._current.set(ctx)
         try:
+            if self.on is not None:
+                from .sources._github import read
+
+                events = read(self.on)
+                if inspect.signature(self.user_fn).parameters:
+                    args = (events, *args)
             self.user_fn(*args, **kwargs)
+            if mode == "run" and ctx.cursors:  # what the sinks owe is in the ledger now
+                with ctx.store.transaction() as con:
+                    for kind, seq in ctx.cursors.items():
+                        ctx.store.set_inbox_cursor(con, self.name, kind, seq)
         except Exception as e:
             if mode == "run":  # a bug or a config error in the trigger: an outage too
                 from . import _alerts
@@ -220,6 +246,7 @@ def trigger(
     fn: Callable[..., Any] | None = None,
     *,
     schedule: Schedule | None = None,
+    on: GitHubWebhook | None = None,
     name: str | None = None,
     tags: Iterable[str] = (),
 ) -> Any:
@@ -227,7 +254,10 @@ def trigger(
 
     Args:
         fn: the function; its body calls sources and sinks.
-        schedule: ``every("15m")`` or ``cron("0 7 * * *")``; None runs only on demand.
+        schedule: ``every("15m")`` or ``cron("0 7 * * *")``; None runs only on demand
+            (an ``on=`` trigger runs every 10 minutes as well, to catch up).
+        on: run when something arrives: ``github_webhook(repo=..., events=[...])``;
+            the function then receives what arrived as its first argument.
         name: the trigger's name (default: the function's name).
         tags: extra deployment tags (``triggerflow`` is always set).
 
@@ -237,6 +267,10 @@ def trigger(
         def python_news():
             '''New posts from the Python blog, to me.'''
             xmpp(rss("https://blog.python.org/feeds/posts/default"))
+
+        @trigger(on=github_webhook(repo="me/project", events=["push", "pull_request"]))
+        def project_activity(events):
+            xmpp(events, room="dev@conference.example.org")
     """
 
     def wrap(f: Callable[..., Any]) -> Trigger:
@@ -246,6 +280,7 @@ def trigger(
             schedule=schedule,
             description=(f.__doc__ or "").strip() or None,
             tags=tags,
+            on=on,
         )
 
     return wrap(fn) if fn is not None else wrap

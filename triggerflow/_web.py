@@ -2,7 +2,8 @@
 
 It serves the generated feeds: ``/feeds/`` (an index), ``/feeds/<name>.xml`` (Atom)
 and ``/feeds/<name>.rss`` (RSS 2.0), with ETag and Last-Modified so that readers
-that poll every few minutes get a cheap 304. FastAPI and uvicorn come with Prefect.
+that poll every few minutes get a cheap 304; and it receives GitHub webhooks at
+``POST /hooks/github`` (``_webhooks.py``). FastAPI and uvicorn come with Prefect.
 """
 
 from __future__ import annotations
@@ -18,15 +19,35 @@ from typing import Any
 # in this module's globals.
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
+from ._webhooks import GitHubReceiver
 from .exceptions import ConfigurationError, TriggerflowError
 
 
-def create_app(base_url: str) -> Any:
+def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
     """The ASGI app; ``base_url`` is where it is reachable (for the feeds' self links)."""
     from . import feeds
 
     app = FastAPI(title="triggerflow", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post("/hooks/github")
+    async def github_hook(request: Request) -> Response:
+        if github is None:
+            return Response("no GitHub receiver here\n", 404, media_type="text/plain")
+        length = request.headers.get("content-length", "")
+        answer = github.too_large(int(length)) if length.isdigit() else None
+        body = bytearray()
+        if answer is None:
+            async for chunk in request.stream():  # bounded: stop reading at the cap
+                body += chunk
+                if (answer := github.too_large(len(body))) is not None:
+                    break
+        if answer is None:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            # The store is blocking (and may wait for a lock): not on the event loop.
+            answer = await run_in_threadpool(github.handle, headers, bytes(body))
+        return Response(answer.text + "\n", answer.status, media_type="text/plain")
 
     @app.get("/feeds/", response_class=HTMLResponse)
     def index() -> str:
@@ -69,14 +90,15 @@ def create_app(base_url: str) -> Any:
 class WebServer:
     """uvicorn in a thread, stopped with the serve process."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, github: GitHubReceiver | None = None) -> None:
         import uvicorn
 
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(
-            create_app(self.url), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
+            create_app(self.url, github),
+            host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+        )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, name="triggerflow-web", daemon=True)

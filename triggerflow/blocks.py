@@ -6,6 +6,9 @@ An account is named (``account="default"``). Its credentials come from, in order
    optional ``_HOST``, ``_PORT``, ``_CA_FILE``, ``_OWNER``, ``_ALLOW_PLAINTEXT``;
 2. a saved :class:`XMPPAccount` block named ``xmpp-<name>`` (when a Prefect API is
    configured), e.g. created with ``XMPPAccount(...).save("xmpp-default")``.
+
+The GitHub webhook secret comes from ``TRIGGERFLOW_GITHUB_SECRET``, else a Prefect
+``Secret`` block named ``github-webhook-secret``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from pydantic import Field, SecretStr
 
 from .exceptions import AccountNotConfigured
 
-__all__ = ["XMPPAccount", "load_xmpp_account"]
+__all__ = ["XMPPAccount", "load_github_secret", "load_xmpp_account"]
+
+GITHUB_SECRET_ENV = "TRIGGERFLOW_GITHUB_SECRET"
+GITHUB_SECRET_BLOCK = "github-webhook-secret"
 
 
 class XMPPAccount(Block):
@@ -96,3 +102,18 @@ def load_xmpp_account(account: str) -> XMPPAccount:
         f"XMPP account {account!r} is not configured: set {missing} "
         f"(or save an XMPPAccount block named 'xmpp-{account}')"
     )
+
+
+def load_github_secret() -> SecretStr | None:
+    """The secret GitHub signs webhook deliveries with, or None if none is configured."""
+    value = os.environ.get(GITHUB_SECRET_ENV)
+    if value:
+        return SecretStr(value)
+    if os.environ.get("PREFECT_API_URL"):
+        from prefect.blocks.system import Secret
+
+        try:
+            return SecretStr(str(Secret.load(GITHUB_SECRET_BLOCK).get()))
+        except ValueError:
+            pass  # no such block
+    return None

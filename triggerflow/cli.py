@@ -167,6 +167,7 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
         collected = store.items_per_trigger(con)
         failures = store.failures(con, args.failures)
         sources = store.source_status(con)
+        webhooks = store.inbox_counts(con, "github")
         next_slot = {
             (r.sink, r.target): store.allowance(con, r.sink, r.target, parse_limit(r.limit), now())
             for r in routes
@@ -199,6 +200,12 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
         say("\nFailed deliveries (newest first):")
         for trig, target, state, title, why in failures:
             say(f"  {trig} → {target} [{state}] {title}: {why}")
+    if webhooks:
+        taken = ", ".join(f"{e} {n}" for e, n, ignored in webhooks if not ignored) or "none"
+        left = ", ".join(f"{e} {n}" for e, n, ignored in webhooks if ignored) or "none"
+        say(f"\nGitHub webhooks received: {sum(n for _, n, _ in webhooks)}")
+        say(f"  announced: {taken}")
+        say(f"  ignored (events that are not announced): {left}")
     bad = [src for src in sources if src.last_error]
     say(f"\nSources: {len(sources)}, failing: {len(bad)}")
     for src in bad:

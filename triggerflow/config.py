@@ -53,6 +53,15 @@ class Settings:
         xmpp_timeout: bound of each XMPP step: connect, join, acks (``TRIGGERFLOW_XMPP_TIMEOUT``).
         alerts: who is told when a trigger starts failing and when it is back: ``owner``
             (the default XMPP account's owner), a JID, or ``off`` (``TRIGGERFLOW_ALERTS``).
+        github_allow_unsigned: 1 to accept GitHub webhook deliveries without a secret
+            (only behind something else that authenticates them;
+            ``TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED``). The secret itself is
+            ``TRIGGERFLOW_GITHUB_SECRET`` (see :mod:`triggerflow.blocks`).
+        webhook_max_bytes: larger webhook bodies are refused with 413 (GitHub sends at
+            most 25 MB; ``TRIGGERFLOW_WEBHOOK_MAX_BYTES``).
+        webhook_wait: seconds a webhook waits for the store before it is kept in the
+            spool folder instead, so that GitHub gets its answer within its 10 s
+            (``TRIGGERFLOW_WEBHOOK_WAIT``).
         search_reindex: seconds between checks by ``serve`` for items that wait for the
             search index, rebuilt then in the background; 0 turns it off
             (``TRIGGERFLOW_SEARCH_REINDEX``).
@@ -71,12 +80,20 @@ class Settings:
     http_connections: int = 20
     xmpp_timeout: float = 15.0
     alerts: str = "owner"
+    github_allow_unsigned: int = 0
+    webhook_max_bytes: int = 25 * 1024 * 1024
+    webhook_wait: float = 3.0
     search_reindex: float = 600.0
 
     @property
     def store_path(self) -> Path:
         """The DuckDB file."""
         return self.data_dir / "triggerflow.duckdb"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Webhook deliveries that arrived while the store was busy, until they are stored."""
+        return self.data_dir / "spool"
 
     @property
     def prefect_home(self) -> Path:

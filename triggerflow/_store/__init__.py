@@ -15,6 +15,7 @@ import duckdb
 
 from ._connection import attach_read_only, connect, quiet
 from ._control import AlertsMixin, ControlMixin, Vacation
+from ._inbox import Delivery, InboxMixin
 from ._items import ITEM_SELECT, ItemsMixin, SourceState, row_to_item
 from ._ledger import Claim, LedgerMixin
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED, VERSION
@@ -24,6 +25,7 @@ __all__ = [
     "DEAD",
     "SENDING",
     "Claim",
+    "Delivery",
     "ITEM_SELECT",
     "FAILED",
     "QUEUED",
@@ -47,7 +49,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(ItemsMixin, LedgerMixin, StatusMixin, ControlMixin, AlertsMixin):
+class Store(ItemsMixin, LedgerMixin, StatusMixin, ControlMixin, AlertsMixin, InboxMixin):
     """One DuckDB file. Cheap to create; opens a connection only per transaction."""
 
     def __init__(self, path: Path, wait: float = 30.0) -> None:

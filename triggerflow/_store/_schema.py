@@ -96,6 +96,28 @@ MIGRATIONS: tuple[str, ...] = (
         reason VARCHAR NOT NULL
     );
     """,
+    # 5: what arrived by itself (webhook deliveries, bot messages), stored before it is
+    # acknowledged; seq orders it for the per-trigger read cursors.
+    """
+    CREATE SEQUENCE inbox_seq START 1;
+    CREATE TABLE inbox (
+        kind VARCHAR NOT NULL,
+        id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL DEFAULT nextval('inbox_seq'),
+        event VARCHAR NOT NULL,
+        repo VARCHAR,
+        payload VARCHAR NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        ignored BOOLEAN NOT NULL DEFAULT false,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE TABLE inbox_cursors (
+        trigger VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (trigger, kind)
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -54,7 +54,8 @@ def xmpp(
         room: a chat room (MUC) to join and post in, e.g. ``team@conference.example.org``.
         account: the sending account's name (see :mod:`triggerflow.blocks`).
         format: ``callable(item) -> str`` or a template like ``"{title} {link}"``;
-            default: the title, then the link on its own line.
+            default: the message the source made (GitHub webhooks), else the title,
+            then the link on its own line.
         first_run: how many of the newest items a target gets the first time
             (default ``TRIGGERFLOW_FIRST_RUN``, 5); older ones are recorded as skipped.
         limit: a publication limit for this target, e.g. ``"5/hour"`` or
@@ -111,6 +112,9 @@ def xmpp(
 def render(item: Item, fmt: Format | None) -> str:
     """The message body for ``item``."""
     if fmt is None:
+        ready = item.raw.get("text")  # a source's own message (GitHub webhooks)
+        if isinstance(ready, str) and ready:
+            return ready
         return "\n".join(p for p in (item.title, item.link) if p) or item.id
     if callable(fmt):
         return fmt(item)

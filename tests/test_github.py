@@ -1,0 +1,435 @@
+"""GitHub webhooks: the receiver over real HTTP, the messages for all 273 real payloads,
+and delivery through the inbox, the ledger and a real Prosody.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from triggerflow import _github, trigger
+from triggerflow._store import Store
+from triggerflow._web import WebServer
+from triggerflow._webhooks import GitHubReceiver
+from triggerflow.config import settings
+from triggerflow.exceptions import ConfigurationError, TriggerRunFailed
+from triggerflow.sinks import feed, xmpp
+from triggerflow.sources import github_webhook
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
+SECRET = "It's a Secret to Everybody"
+
+
+def fixture(path: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / path).read_text())
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Hook:
+    """triggerflow's web app with a GitHub receiver, on a free loopback port."""
+
+    def __init__(self, secret: str | None) -> None:
+        from serve_support import free_port
+
+        self.web = WebServer(free_port(), GitHubReceiver(settings(), secret))
+        self.web.start()
+        self.url = f"{self.web.url}/hooks/github"
+
+    def post(
+        self,
+        event: str,
+        payload: dict[str, Any] | bytes,
+        *,
+        delivery: str | None = None,
+        secret: str | None = SECRET,
+        signature: str | None = None,
+        form: bool = False,
+    ) -> httpx.Response:
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        body = b"payload=" + urllib.parse.quote(raw).encode() if form else raw
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "Content-Type": "application/x-www-form-urlencoded" if form else "application/json",
+            "User-Agent": "GitHub-Hookshot/test",
+        }
+        if signature is not None:
+            headers["X-Hub-Signature-256"] = signature
+        elif secret is not None:
+            headers["X-Hub-Signature-256"] = sign(body, secret)
+        # GitHub gives up after 10 s: every answer must come sooner.
+        return httpx.post(self.url, content=body, headers=headers, timeout=10)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook(SECRET)
+    yield h
+    h.web.stop()
+
+
+def inbox(data_dir: Path) -> list[tuple[str, str, bool]]:
+    with Store(data_dir / "triggerflow.duckdb").transaction(commit=False) as con:
+        rows = con.execute("SELECT id, event, ignored FROM inbox ORDER BY seq").fetchall()
+    return [(r[0], r[1], bool(r[2])) for r in rows]
+
+
+# -- the receiver ------------------------------------------------------------------------
+
+
+def test_signature_right_wrong_missing(hook: Hook, data_dir: Path, caplog: Any) -> None:
+    pr = fixture("pull_request/opened.payload.json")
+    assert hook.post("pull_request", pr, delivery="good").status_code == 200
+    wrong = hook.post("pull_request", pr, delivery="bad1", secret="not the secret")
+    assert (wrong.status_code, wrong.text) == (401, "wrong signature\n")
+    missing = hook.post("pull_request", pr, delivery="bad2", secret=None)
+    assert (missing.status_code, missing.text) == (401, "no X-Hub-Signature-256 header\n")
+    sha1 = hook.post("pull_request", pr, delivery="bad3", signature="sha1=" + "0" * 40)
+    assert sha1.status_code == 401
+    assert inbox(data_dir) == [("good", "pull_request", False)]  # nothing else stored
+    logged = caplog.text
+    assert "GitHub webhook refused: wrong signature (delivery bad1" in logged
+    assert SECRET not in logged and "Update the README" not in logged  # no secret, no body
+
+
+def test_no_secret_refuses_unless_unsigned_is_allowed(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = Hook(None)
+    try:
+        r = refusing.post("ping", fixture("ping/payload.json"), secret=None)
+        assert (r.status_code, r.text) == (503, "webhook secret not configured on this server\n")
+    finally:
+        refusing.web.stop()
+    assert not (data_dir / "triggerflow.duckdb").exists()
+
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED", "1")
+    open_hook = Hook(None)
+    try:
+        assert open_hook.post("ping", fixture("ping/payload.json"), secret=None).status_code == 200
+    finally:
+        open_hook.web.stop()
+    assert [e for _, e, _ in inbox(data_dir)] == ["ping"]
+
+
+def test_a_trigger_on_webhooks_without_a_secret_is_not_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @trigger(on=github_webhook(repo="me/project"))
+    def unsigned(events: Any) -> None:
+        feed(events, name="unsigned")
+
+    problems = unsigned.check()
+    assert problems and "set TRIGGERFLOW_GITHUB_SECRET" in problems[0]
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    assert unsigned.check() == []
+
+
+def test_content_types_bad_bodies_and_the_size_cap(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIGGERFLOW_WEBHOOK_MAX_BYTES", "20000")
+    h = Hook(SECRET)
+    try:
+        issue = fixture("issues/opened.payload.json")
+        assert h.post("issues", issue, delivery="form", form=True).status_code == 200
+        assert h.post("issues", issue, delivery="json").status_code == 200
+        bad = h.post("issues", b'{"action": "opened",', delivery="broken")
+        assert bad.status_code == 400 and bad.text.startswith("malformed JSON")
+        assert h.post("issues", b"[1, 2]", delivery="list").status_code == 400
+        no_payload = h.post("issues", b"x=1", delivery="noform", form=False)
+        assert no_payload.status_code == 400
+        big = {"action": "opened", "padding": "x" * 30000}
+        too_big = h.post("issues", big, delivery="big")
+        assert (too_big.status_code, too_big.text) == (413, "body over 20000 bytes\n")
+        body = json.dumps(issue).encode()
+        xml = httpx.post(
+            h.url, content=body, timeout=10,
+            headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "xml",
+                     "Content-Type": "text/xml", "X-Hub-Signature-256": sign(body)},
+        )  # fmt: skip
+        assert xml.status_code == 415
+        no_id = httpx.post(
+            h.url, content=body, timeout=10,
+            headers={"X-GitHub-Event": "issues", "Content-Type": "application/json",
+                     "X-Hub-Signature-256": sign(body)},
+        )  # fmt: skip
+        assert no_id.status_code == 400 and "X-GitHub-Delivery" in no_id.text
+    finally:
+        h.web.stop()
+    assert [d for d, _, _ in inbox(data_dir)] == ["form", "json"]
+
+
+def test_a_redelivery_is_answered_and_not_stored_again(hook: Hook, data_dir: Path) -> None:
+    star = fixture("star/created.payload.json")
+    first = hook.post("star", star, delivery="same")
+    again = hook.post("star", star, delivery="same")
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.text == "already received\n"
+    assert len(inbox(data_dir)) == 1
+
+
+def test_answer_within_10_s_while_another_process_holds_the_store(
+    hook: Hook, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept in the spool while the store is locked; moved to the inbox afterwards, once."""
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    store = data_dir / "triggerflow.duckdb"
+    with Store(store).transaction():
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(12)", str(store)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        t = time.monotonic()
+        busy = hook.post("issues", fixture("issues/opened.payload.json"), delivery="while-busy")
+        assert (busy.status_code, busy.text) == (202, "accepted (stored once the store is free)\n")
+        assert time.monotonic() - t < 10
+        again = hook.post("issues", fixture("issues/opened.payload.json"), delivery="while-busy")
+        assert again.text == "already received\n"
+        assert len(list((data_dir / "spool").glob("github-*.json"))) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+    @trigger(on=github_webhook(events="issues"))
+    def issues_feed(events: Any) -> None:
+        feed(events, name="issues")
+
+    result = issues_feed.preview()
+    assert [i.id for i in result] == []  # a preview does not move the spool
+    from triggerflow._webhooks import drain_spool
+
+    assert drain_spool(data_dir / "spool", Store(store)) == 1
+    assert drain_spool(data_dir / "spool", Store(store)) == 0
+    assert [d for d, _, _ in inbox(data_dir)] == ["while-busy"]
+    assert [i.id for i in issues_feed.preview()] == ["while-busy"]
+
+
+def test_every_real_payload_is_a_short_message_or_deliberately_ignored(
+    hook: Hook, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    files = sorted(FIXTURES.glob("*/*.json"))
+    assert len(files) == 273
+    for f in files:
+        r = hook.post(f.parent.name, f.read_bytes(), delivery=f"{f.parent.name}/{f.name}")
+        assert r.status_code in (200, 202), (f, r.status_code, r.text)
+        assert ("ignored" in r.text) == (r.status_code == 202)
+
+    @trigger(on=github_webhook())
+    def everything(events: Any) -> None:
+        feed(events, name="everything")
+
+    shown = everything.preview()
+    stored = inbox(data_dir)
+    assert len(stored) == 273
+    announced = {d for d, _, ignored in stored if not ignored}
+    assert {i.id for i in shown} == announced
+    assert {e for d, e, ignored in stored if d in announced} <= set(_github.ANNOUNCED)
+    # Events nobody announces are there, marked ignored (status shows them).
+    assert {e for _, e, ignored in stored if ignored} >= {"label", "member", "gollum", "status"}
+    for item in shown:
+        text = item.raw["text"]
+        for line in text.splitlines():
+            assert 0 < len(line) <= _github.MAX_LINE, line
+        assert text.startswith("[") and '{"' not in text and "\\n" not in text
+        assert "None" not in text.split(": ")[0], text  # no missing field in the headline
+    messages = {i.id: i.raw["text"] for i in shown}
+    assert messages["pull_request/opened.payload.json"] == (
+        "[Hello-World] Codertocat opened pull request #2: Update the README with new "
+        "information. (changes → master) https://github.com/Codertocat/Hello-World/pull/2"
+    )
+    assert messages["ping/payload.json"].startswith("[Hello-World] webhook is set up")
+
+    status = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "status"], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert "GitHub webhooks received: 273" in status.stdout
+    assert "ignored (events that are not announced): " in status.stdout
+    assert "label 5" in status.stdout
+
+
+def _push(n: int, **changes: Any) -> dict[str, Any]:
+    base = copy.deepcopy(fixture("push/with-new-branch.payload.json"))
+    commit = base["commits"][0]
+    base["commits"] = [
+        dict(commit, id=f"{i:040x}", message=f"Change {i}\n\nlong description {i}")
+        for i in range(1, n + 1)
+    ]
+    base.update(created=False, compare="https://github.com/Codertocat/Hello-World/compare/a...b")
+    base.update(changes)
+    return base
+
+
+def test_push_messages_in_the_jabber_hook_format() -> None:
+    a = _github.describe("push", _push(3))
+    assert a is not None and a.lines == (
+        "[Hello-World] Codertocat pushed 3 new commits to master: "
+        "https://github.com/Codertocat/Hello-World/compare/a...b",
+        "[Hello-World/master] Change 1 - Codertocat",
+        "[Hello-World/master] Change 2 - Codertocat",
+        "[Hello-World/master] Change 3 - Codertocat",
+    )
+    many = _github.describe("push", _push(12))
+    assert many is not None and len(many.lines) == 2 + _github.MAX_COMMIT_LINES
+    assert many.lines[1] == "[Hello-World/master] … 7 older commits not shown"
+    assert many.lines[-1] == "[Hello-World/master] Change 12 - Codertocat"
+    forced = _github.describe("push", _push(1, forced=True))
+    assert forced is not None and forced.lines[0].startswith(
+        "[Hello-World] Codertocat force-pushed master (1 new commit): "
+    )
+    gone = _github.describe("push", _push(0, deleted=True))
+    assert gone is not None and gone.lines == ("[Hello-World] Codertocat deleted branch master",)
+    tag = _github.describe("push", _push(0, ref="refs/tags/v1.0", created=True))
+    assert tag is not None and tag.lines[0].startswith("[Hello-World] Codertocat pushed tag v1.0")
+    long = _github.describe("push", _push(1, commits=[{"message": "x" * 1000, "author": {}}]))
+    assert long is not None and all(len(line) <= _github.MAX_LINE for line in long.lines)
+
+
+def test_failures_of_workflows_and_checks_are_announced_successes_are_not() -> None:
+    run = fixture("workflow_run/completed.payload.json")
+    assert _github.describe("workflow_run", run) is None  # success
+    run["workflow_run"].update(conclusion="failure", name="CI")
+    failed = _github.describe("workflow_run", run)
+    assert failed is not None and "CI #163 on master: failure" in failed.lines[0]
+    suite = fixture("check_suite/completed.payload.json")
+    assert _github.describe("check_suite", suite) is None
+    suite["check_suite"]["conclusion"] = "timed_out"
+    timed_out = _github.describe("check_suite", suite)
+    assert timed_out is not None and "timed out" in timed_out.lines[0]
+
+
+def test_filters_by_repository_event_and_branch() -> None:
+    spec = github_webhook(repo="codertocat/*", events=["push"], branches=["release/*"])
+    on_main = _github.describe("push", _push(1))
+    on_release = _github.describe("push", _push(1, ref="refs/heads/release/2.0"))
+    assert on_main is not None and on_release is not None
+    assert not spec.accepts("push", on_main)
+    assert spec.accepts("push", on_release)
+    other = github_webhook(repo="someone/else")
+    assert not other.accepts("push", on_release)
+    with pytest.raises(ConfigurationError, match="label never produce a message"):
+        github_webhook(events=["push", "label"])
+
+
+# -- through the ledger to a real XMPP client ----------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_redelivery_and_a_dead_server_deliver_each_push_exactly_once(
+    hook: Hook,
+    data_dir: Path,
+    prosody: Any,
+    receiver: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    jid, password = prosody.new_user("dev")
+    for key, value in prosody.env(owner=jid).items():
+        monkeypatch.setenv(key, value)
+    dev = receiver(jid, password)
+
+    @trigger(on=github_webhook(repo="Codertocat/Hello-World", events=["push"]))
+    def pushes(events: Any) -> None:
+        xmpp(events)
+
+    hook.post("push", _push(1), delivery="p1")
+    hook.post("push", _push(1), delivery="p1")  # GitHub's "redeliver" button
+    assert pushes().sinks[0].sent == 1
+    assert dev.wait_for(1) == [
+        "[Hello-World] Codertocat pushed 1 new commit to master: "
+        "https://github.com/Codertocat/Hello-World/compare/a...b\n"
+        "[Hello-World/master] Change 1 - Codertocat"
+    ]
+    with prosody.down():
+        for n in range(2, 5):
+            assert hook.post("push", _push(n), delivery=f"p{n}").status_code == 200
+        with pytest.raises(TriggerRunFailed):
+            pushes()
+    assert pushes().sinks[0].sent == 3
+    assert pushes().sinks[0].sent == 0
+    # The listening client lost its connection too: it logs in again and reads what the
+    # server kept for it.
+    back = receiver(jid, password, include_delayed=True)
+    got = dev.messages + back.wait_for(3)
+    time.sleep(1.0)
+    assert len(back.messages) == 3
+    assert [m.split(" pushed ")[1][:1] for m in got] == ["1", "2", "3", "4"]
+
+
+def test_serve_turns_a_signed_post_into_messages_in_a_chat_and_a_room(
+    tmp_path: Path, prosody: Any, receiver: Callable[..., Any]
+) -> None:
+    """The whole path: HTTP POST to serve's web app → inbox → Prefect event → the
+    deployment's run → XMPP messages received by real clients, in a chat and a room."""
+    from serve_support import Serve
+
+    jid, password = prosody.new_user("dev")
+    room = f"team{uuid.uuid4().hex[:8]}@{prosody.muc}"
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "github_activity.py").write_text(
+        "from triggerflow import trigger\nfrom triggerflow.sinks import xmpp\n"
+        "from triggerflow.sources import github_webhook\n\n"
+        "@trigger(on=github_webhook(repo='Codertocat/Hello-World', events=['push', 'issues']))\n"
+        f"def to_dev(events):\n    xmpp(events, to={jid!r})\n\n"
+        "@trigger(on=github_webhook(events='issues'))\n"
+        f"def to_room(events):\n    xmpp(events, room={room!r})\n"
+    )
+    serve = Serve(
+        tmp_path / "data", flows, TRIGGERFLOW_GITHUB_SECRET=SECRET, **prosody.env(owner=jid)
+    )
+    dev = receiver(jid, password)
+    team = receiver("alice", room=room)
+    try:
+        out = serve.start()
+        assert f"GitHub webhooks: {serve.web}/hooks/github" in out
+        assert "✓ to_dev (every 10m)" in out and "✓ to_room (every 10m)" in out
+        assert set(serve.deployments(2)) == {"to_dev", "to_room"}
+
+        def post(event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
+            body = json.dumps(payload).encode()
+            return httpx.post(
+                f"{serve.web}/hooks/github", content=body, timeout=10,
+                headers={"X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
+                         "Content-Type": "application/json", "X-Hub-Signature-256": sign(body)},
+            )  # fmt: skip
+
+        assert post("push", _push(2), "e2e-push").status_code == 200
+        first = dev.wait_for(1, timeout=90)
+        assert first[0].startswith("[Hello-World] Codertocat pushed 2 new commits to master: ")
+        assert post("issues", fixture("issues/opened.payload.json"), "e2e-issue").status_code == 200
+        issue = "[Hello-World] Codertocat opened issue #1: Spelling error in the README file"
+        assert team.wait_for(1, timeout=90)[0].startswith(issue)
+        assert dev.wait_for(2, timeout=90)[1].startswith(issue)
+        assert post("issues", fixture("issues/opened.payload.json"), "e2e-issue").text == (
+            "already received\n"
+        )
+        time.sleep(3)  # nothing more may come: no duplicates from the redelivery or reruns
+        assert len(dev.messages) == 2 and len(team.messages) == 1
+        serve.stop()
+    finally:
+        serve.kill()

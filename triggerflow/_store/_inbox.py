@@ -1,0 +1,89 @@
+"""The inbox: deliveries that arrived by themselves, kept until triggers read them.
+
+A webhook delivery is committed here before the HTTP answer; each trigger that reads
+the inbox keeps a cursor (the last ``seq`` it turned into items), moved only after its
+sinks have put what they owe in the ledger, so that a failed run reads them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbox entry."""
+
+    kind: str
+    id: str
+    seq: int
+    event: str
+    repo: str | None
+    payload: str
+    received_at: datetime
+    ignored: bool
+
+
+class InboxMixin:
+    """Inbox writes and reads (inside ``Store.transaction``)."""
+
+    @staticmethod
+    def inbox_add(
+        con: duckdb.DuckDBPyConnection,
+        kind: str,
+        id_: str,
+        event: str,
+        repo: str | None,
+        payload: str,
+        received_at: datetime,
+        ignored: bool,
+    ) -> bool:
+        """Store a delivery; False if one with this id is already there (a redelivery)."""
+        row = con.execute(
+            """
+            INSERT INTO inbox (kind, id, event, repo, payload, received_at, ignored)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING seq
+            """,
+            [kind, id_, event, repo, payload, received_at, ignored],
+        ).fetchall()
+        return bool(row)
+
+    @staticmethod
+    def inbox_after(
+        con: duckdb.DuckDBPyConnection, kind: str, after: int, limit: int = 1000
+    ) -> list[Delivery]:
+        """The deliveries of ``kind`` after ``seq``, oldest first (at most ``limit``)."""
+        rows = con.execute(
+            "SELECT kind, id, seq, event, repo, payload, received_at, ignored FROM inbox "
+            "WHERE kind = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            [kind, after, limit],
+        ).fetchall()
+        return [Delivery(*r) for r in rows]
+
+    @staticmethod
+    def inbox_cursor(con: duckdb.DuckDBPyConnection, trigger: str, kind: str) -> int:
+        row = con.execute(
+            "SELECT seq FROM inbox_cursors WHERE trigger = $1 AND kind = $2", [trigger, kind]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def set_inbox_cursor(con: duckdb.DuckDBPyConnection, trigger: str, kind: str, seq: int) -> None:
+        con.execute(
+            "INSERT OR REPLACE INTO inbox_cursors VALUES ($1, $2, $3)", [trigger, kind, seq]
+        )
+
+    @staticmethod
+    def inbox_counts(con: duckdb.DuckDBPyConnection, kind: str) -> list[tuple[str, int, bool]]:
+        """``(event, count, ignored)`` over the whole inbox of ``kind``, for ``status``."""
+        return [
+            (e, int(n), bool(i))
+            for e, n, i in con.execute(
+                "SELECT event, count(*), ignored FROM inbox WHERE kind = $1 "
+                "GROUP BY ALL ORDER BY ignored, event",
+                [kind],
+            ).fetchall()
+        ]

@@ -1,0 +1,187 @@
+"""The GitHub webhook receiver, apart from the web framework (``_web.py`` mounts it).
+
+Order matters: size, then signature (before anything is parsed or stored), then the
+body, then the store, then the answer. A delivery is committed to the inbox before
+the 2xx. When the store stays locked (a long trigger transaction) for longer than
+``webhook_wait``, the delivery is written to the spool folder (fsync'ed, then renamed
+into place) and answered 202; it moves into the inbox with the next delivery or the
+next run of a GitHub trigger. Either way GitHub gets its answer well within its 10 s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from . import _github
+from ._store import Store, now
+from .config import Settings
+from .exceptions import StoreBusyError, TriggerflowError
+
+log = logging.getLogger("triggerflow.webhooks")
+
+KIND = "github"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer: status and a one-line text."""
+
+    status: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A delivery that was accepted and is new: what wakes the triggers."""
+
+    id: str
+    event: str
+    repo: str
+    announced: bool
+
+
+class GitHubReceiver:
+    """Checks, stores and acknowledges GitHub webhook deliveries."""
+
+    def __init__(
+        self,
+        s: Settings,
+        secret: str | None,
+        on_stored: Callable[[Stored], None] | None = None,
+    ) -> None:
+        self.settings = s
+        self._secret = secret
+        self.allow_unsigned = bool(s.github_allow_unsigned)
+        self.max_bytes = s.webhook_max_bytes
+        self.store = Store(s.store_path, s.webhook_wait)
+        self.on_stored = on_stored
+
+    def __repr__(self) -> str:  # never the secret
+        return f"GitHubReceiver(store={self.store.path}, signed={self._secret is not None})"
+
+    def too_large(self, length: int) -> Answer | None:
+        """The answer for a body of ``length`` bytes if it is over the cap."""
+        if length > self.max_bytes:
+            log.warning("GitHub webhook refused: body of %d bytes is over the cap", length)
+            return Answer(413, f"body over {self.max_bytes} bytes")
+        return None
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
+        """Check, store and answer one delivery (``headers`` with lower-case names)."""
+        big = self.too_large(len(body))
+        if big:
+            return big
+        if self._secret is None and not self.allow_unsigned:
+            log.warning("GitHub webhook refused: no secret is configured on this server")
+            return Answer(503, "webhook secret not configured on this server")
+        if self._secret is not None:
+            signature = headers.get("x-hub-signature-256")
+            if not _github.signature_ok(self._secret, body, signature):
+                why = "wrong signature" if signature else "no X-Hub-Signature-256 header"
+                log.warning(
+                    "GitHub webhook refused: %s (delivery %s, event %s)",
+                    why, headers.get("x-github-delivery", "?"), headers.get("x-github-event", "?"),
+                )  # fmt: skip
+                return Answer(401, why)
+        event = headers.get("x-github-event", "").strip()
+        delivery = headers.get("x-github-delivery", "").strip()
+        if not event or not delivery:
+            return Answer(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
+        try:
+            payload = _github.parse_body(headers.get("content-type"), body)
+        except _github.BadDelivery as e:
+            log.warning("GitHub webhook %s (%s) refused: %s", delivery, event, e.reason)
+            return Answer(e.status, e.reason)
+        announced = _github.describe(event, payload) is not None
+        repo = _github.repository_of(payload)
+        entry = _Entry(delivery, event, repo, json.dumps(payload), now(), not announced)
+        try:
+            with self.store.transaction() as con:
+                new = self.store.inbox_add(con, KIND, *entry.values())
+        except StoreBusyError:
+            if not spool(self.settings.spool_dir, entry):
+                return Answer(200, "already received")
+            log.info("GitHub webhook %s (%s) kept in the spool: the store is busy", delivery, event)
+            self._stored(Stored(delivery, event, repo, announced))
+            return Answer(202, "accepted (stored once the store is free)")
+        if not new:
+            log.info("GitHub webhook %s (%s): a redelivery, already stored", delivery, event)
+            return Answer(200, "already received")
+        what = "stored" if announced else "stored, ignored (not an event that is announced)"
+        log.info("GitHub webhook %s (%s, %s): %s", delivery, event, repo or "-", what)
+        self._stored(Stored(delivery, event, repo, announced))
+        try:
+            drain_spool(self.settings.spool_dir, self.store)
+        except TriggerflowError as e:
+            log.warning("spooled webhooks not moved to the store yet: %s", e)
+        return Answer(200 if announced else 202, what)
+
+    def _stored(self, stored: Stored) -> None:
+        if self.on_stored is None or not stored.announced:
+            return
+        try:
+            self.on_stored(stored)
+        except Exception as e:  # the delivery is stored; a lost wake-up only delays it
+            log.warning("GitHub webhook %s stored, but triggers not woken: %s", stored.id, e)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    id: str
+    event: str
+    repo: str
+    payload: str
+    received_at: datetime
+    ignored: bool
+
+    def values(self) -> tuple[str, str, str, str, datetime, bool]:
+        return (self.id, self.event, self.repo, self.payload, self.received_at, self.ignored)
+
+
+def _spool_name(delivery: str) -> str:
+    return f"{KIND}-{hashlib.sha256(delivery.encode()).hexdigest()[:32]}.json"
+
+
+def spool(folder: Path, entry: _Entry) -> bool:
+    """Keep a delivery on disk; False if it is already there (a redelivery)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _spool_name(entry.id)
+    if path.exists():
+        return False
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    record = {
+        "id": entry.id, "event": entry.event, "repo": entry.repo, "payload": entry.payload,
+        "received_at": entry.received_at.isoformat(), "ignored": entry.ignored,
+    }  # fmt: skip
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(record, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return True
+
+
+def drain_spool(folder: Path, store: Store) -> int:
+    """Move spooled deliveries into the inbox (redeliveries are dropped); how many moved."""
+    if not folder.is_dir():
+        return 0
+    moved = 0
+    for path in sorted(folder.glob(f"{KIND}-*.json")):
+        try:
+            r = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # being written, or gone meanwhile
+        with store.transaction() as con:
+            moved += store.inbox_add(
+                con, KIND, r["id"], r["event"], r["repo"], r["payload"],
+                datetime.fromisoformat(r["received_at"]), r["ignored"],
+            )  # fmt: skip
+        path.unlink(missing_ok=True)
+    return moved
