@@ -29,7 +29,9 @@ from triggerflow.exceptions import ConfigurationError, TriggerRunFailed
 from triggerflow.sinks import feed, xmpp
 from triggerflow.sources import github_webhook
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
+# 273 real payloads from octokit/webhooks (MIT; see the folder's README), copied into the
+# repository so that a clean clone tests with them.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "github-webhooks"
 SECRET = "It's a Secret to Everybody"
 
 
@@ -433,3 +435,55 @@ def test_serve_turns_a_signed_post_into_messages_in_a_chat_and_a_room(
         serve.stop()
     finally:
         serve.kill()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_go_sendxmpp_receives_the_push_message(
+    hook: Hook, prosody: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interop with another XMPP implementation: Debian's go-sendxmpp in listen mode, over
+    STARTTLS with the test certificate (it refuses plaintext)."""
+    import os
+    import select
+    import shutil
+
+    program = shutil.which("go-sendxmpp")
+    assert program, "go-sendxmpp is missing: .ci/test installs it (apt-get install go-sendxmpp)"
+    jid, password = prosody.new_user("gs")
+    for key, value in prosody.env(owner=jid).items():
+        monkeypatch.setenv(key, value)
+    listen = subprocess.Popen(
+        [program, "-l", "-u", jid, "-p", password, "-j", f"{prosody.host}:{prosody.port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "SSL_CERT_FILE": prosody.cafile},
+    )  # fmt: skip
+    try:
+
+        @trigger(on=github_webhook(events="push"))
+        def pushes_to_gs(events: Any) -> None:
+            xmpp(events)
+
+        assert hook.post("push", _push(2), delivery="interop").status_code == 200
+        assert pushes_to_gs().sinks[0].sent == 1
+        # Sent while it logs in or after: the server keeps it until then. Bounded wait.
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        assert listen.stdout is not None
+        while time.monotonic() < deadline and not any("pushed 2 new commits" in x for x in lines):
+            ready, _, _ = select.select([listen.stdout], [], [], 1.0)
+            if ready:
+                line = listen.stdout.readline()
+                if not line:
+                    break
+                lines.append(line.rstrip("\n"))
+        head = [x for x in lines if "pushed 2 new commits" in x]
+        assert head, f"go-sendxmpp printed: {lines}"
+        assert head[0].endswith(
+            "sink@localhost: [Hello-World] Codertocat pushed 2 new commits to master: "
+            "https://github.com/Codertocat/Hello-World/compare/a...b"
+        )
+    finally:
+        listen.terminate()
+        listen.wait(10)
+        if listen.stdout:
+            listen.stdout.close()

@@ -334,6 +334,7 @@ class Receiver:
         x.register_plugin("xep_0203")  # delay stamps tell offline/history messages apart
         x.register_plugin("xep_0045")
         x.register_plugin("xep_0199")
+        self._x = x
         failed: asyncio.Future[str] = self._loop.create_future()
 
         def fail(why: str) -> None:
@@ -413,6 +414,13 @@ class Receiver:
                     f"{self.jid} received {len(got)} of {n} messages in {timeout:g} s: {got[:20]}"
                 )
             return [body for _, _, body in self._received]
+
+    def send(self, to: str, body: str) -> None:
+        """Send a chat message as this client (e.g. a command to the bot)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(
+            lambda: self._x.send_message(mto=to, mbody=body, mtype="chat")
+        )
 
     def close(self) -> None:
         loop, stop = self._loop, self._stop

@@ -229,11 +229,42 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say) -> int:
 
     import prefect
 
+    bot = _start_bot(s, found.triggers, say)
     say(f"Serving {len(deployments)} trigger(s). Prefect UI: {ui_url}  (Ctrl-C to stop)")
     # pause_on_shutdown=False: stopping serve must not look like a vacation (issue 5
     # keeps its own record of what was paused by the user).
     # Prefect's own SIGTERM handler leaves a coroutine un-awaited (3.8.8); harmless.
     warnings.filterwarnings("ignore", "coroutine 'Runner.astop' was never awaited")
-    prefect.serve(*deployments, pause_on_shutdown=False, print_starting_message=False)
+    try:
+        prefect.serve(*deployments, pause_on_shutdown=False, print_starting_message=False)
+    finally:
+        if bot is not None:
+            bot.stop()
     say("Stopped serving.")
     return 0
+
+
+def _start_bot(s: Settings, triggers: dict[str, Any], say: Say) -> Any:
+    """The XMPP bot, connected in the background, when the account ``bot`` is configured."""
+    from ._bot import Bot
+    from ._commands import Commands
+    from ._xmpp import XMPPConnection
+    from .blocks import load_xmpp_account
+    from .exceptions import AccountNotConfigured
+    from .sources._chat import wake
+
+    try:
+        acct = load_xmpp_account("bot")
+    except AccountNotConfigured:
+        return None
+    owners = [o for o in (acct.owner, *s.bot_owners.split(",")) if o and o.strip()]
+    conn = XMPPConnection(
+        jid=acct.jid, password=acct.password.get_secret_value(), host=acct.host,
+        port=acct.port, ca_file=acct.ca_file, allow_plaintext=acct.allow_plaintext,
+        timeout=s.xmpp_timeout,
+    )  # fmt: skip
+    bot = Bot(s, conn, owners, Commands(s, triggers), wake=wake(acct.jid))
+    bot.start()
+    who = ", ".join(sorted(bot.owners)) or "nobody (set TRIGGERFLOW_BOT_OWNERS)"
+    say(f"XMPP bot: {acct.jid}, taking commands from {who}")
+    return bot

@@ -24,7 +24,7 @@ from .schedules import Schedule, every
 from .types import Item, Items, SinkReport, SourceReport
 
 if TYPE_CHECKING:
-    from .sources._github import GitHubWebhook
+    from .sources import ChatMessages, GitHubWebhook
 
 __all__ = ["RunResult", "Trigger", "trigger"]
 
@@ -135,7 +135,7 @@ class Trigger(Flow[..., RunResult]):
         schedule: Schedule | None,
         description: str | None,
         tags: Iterable[str],
-        on: GitHubWebhook | None = None,
+        on: GitHubWebhook | ChatMessages | None = None,
     ) -> None:
         self.user_fn = fn
         self.on = on
@@ -190,9 +190,7 @@ class Trigger(Flow[..., RunResult]):
         token = _runtime._current.set(ctx)
         try:
             if self.on is not None:
-                from .sources._github import read
-
-                events = read(self.on)
+                events = self.on.read()
                 if inspect.signature(self.user_fn).parameters:
                     args = (events, *args)
             self.user_fn(*args, **kwargs)
@@ -246,7 +244,7 @@ def trigger(
     fn: Callable[..., Any] | None = None,
     *,
     schedule: Schedule | None = None,
-    on: GitHubWebhook | None = None,
+    on: GitHubWebhook | ChatMessages | None = None,
     name: str | None = None,
     tags: Iterable[str] = (),
 ) -> Any:
@@ -256,8 +254,9 @@ def trigger(
         fn: the function; its body calls sources and sinks.
         schedule: ``every("15m")`` or ``cron("0 7 * * *")``; None runs only on demand
             (an ``on=`` trigger runs every 10 minutes as well, to catch up).
-        on: run when something arrives: ``github_webhook(repo=..., events=[...])``;
-            the function then receives what arrived as its first argument.
+        on: run when something arrives: ``github_webhook(repo=..., events=[...])`` or
+            ``xmpp_message()`` (sent to the bot); the function then receives what
+            arrived as its first argument.
         name: the trigger's name (default: the function's name).
         tags: extra deployment tags (``triggerflow`` is always set).
 

@@ -76,24 +76,38 @@ class SendResult:
     error: XMPPError | None = None
 
 
+def new_client(conn: XMPPConnection, resource: str | None = None) -> Any:
+    """A slixmpp client for ``conn``: STARTTLS (or plaintext where allowed), its CA file."""
+    import slixmpp  # imported here: ~40 ms, and only XMPP code needs it
+
+    plugin_config = (
+        {"feature_mechanisms": {"unencrypted_scram": True}} if conn.allow_plaintext else None
+    )
+    jid = f"{conn.jid}/{resource}" if resource else conn.jid
+    x = slixmpp.ClientXMPP(jid, conn.password, plugin_config=plugin_config)
+    x.enable_direct_tls = False  # else it tries xmpps on the STARTTLS port first
+    if conn.allow_plaintext:
+        x.enable_starttls = False
+        x.enable_plaintext = True
+    if conn.ca_file:
+        x.ca_certs = Path(conn.ca_file)
+    return x
+
+
+def connect_args(conn: XMPPConnection, x: Any) -> tuple[Any, ...]:
+    """What to pass to ``x.connect()``: the address when given, else SRV lookup."""
+    if conn.host or conn.port:
+        return (conn.host or x.boundjid.domain, conn.port or DEFAULT_PORT)
+    return ()
+
+
 class _Session:
     """One slixmpp client for one batch, with failures gathered in one future."""
 
     def __init__(self, conn: XMPPConnection) -> None:
-        import slixmpp  # imported here: ~40 ms, and only sinks need it
-
         self.conn = conn
-        plugin_config = (
-            {"feature_mechanisms": {"unencrypted_scram": True}} if conn.allow_plaintext else None
-        )
-        x = slixmpp.ClientXMPP(conn.jid, conn.password, plugin_config=plugin_config)
-        x.enable_direct_tls = False  # else it tries xmpps on the STARTTLS port first
+        x = new_client(conn)
         x.whitespace_keepalive = False
-        if conn.allow_plaintext:
-            x.enable_starttls = False
-            x.enable_plaintext = True
-        if conn.ca_file:
-            x.ca_certs = Path(conn.ca_file)
         x.register_plugin("xep_0198")
         x.register_plugin("xep_0045")
         x.register_plugin("xep_0199")  # ping: the barrier when the server has no SM
@@ -202,13 +216,9 @@ class _Session:
         )
 
     async def connect(self) -> None:
-        if self.conn.host or self.conn.port:
-            host = self.conn.host or self.x.boundjid.domain
-            self.x.connect(host, self.conn.port or DEFAULT_PORT)
-        else:
-            # No address given: slixmpp looks up the domain's SRV records (falling back to
-            # domain:5222); passing the domain explicitly would skip that lookup.
-            self.x.connect()
+        # No address given: slixmpp looks up the domain's SRV records (falling back to
+        # domain:5222); passing the domain explicitly would skip that lookup.
+        self.x.connect(*connect_args(self.conn, self.x))
         await self.step(self.x.wait_until("session_start", self.conn.timeout), "logging in")
         # session_start fires before slixmpp sends <enable/>: messages sent now would not be
         # counted by the server, their acks would never come. Wait for the SM answer when

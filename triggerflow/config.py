@@ -53,6 +53,9 @@ class Settings:
         xmpp_timeout: bound of each XMPP step: connect, join, acks (``TRIGGERFLOW_XMPP_TIMEOUT``).
         alerts: who is told when a trigger starts failing and when it is back: ``owner``
             (the default XMPP account's owner), a JID, or ``off`` (``TRIGGERFLOW_ALERTS``).
+        bot_owners: JIDs (comma-separated) whose chat commands the bot obeys, besides
+            the bot account's owner (``TRIGGERFLOW_BOT_OWNERS``). The bot is the XMPP
+            account ``bot`` (``TRIGGERFLOW_XMPP_BOT_JID``…); without it there is none.
         github_allow_unsigned: 1 to accept GitHub webhook deliveries without a secret
             (only behind something else that authenticates them;
             ``TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED``). The secret itself is
@@ -80,6 +83,7 @@ class Settings:
     http_connections: int = 20
     xmpp_timeout: float = 15.0
     alerts: str = "owner"
+    bot_owners: str = ""
     github_allow_unsigned: int = 0
     webhook_max_bytes: int = 25 * 1024 * 1024
     webhook_wait: float = 3.0

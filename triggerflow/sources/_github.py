@@ -13,25 +13,21 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from .. import _github, _runtime
-from .._store import Store, now
-from .._webhooks import KIND, Stored, drain_spool
+from .._store import Delivery
+from .._webhooks import KIND, Stored
 from ..blocks import GITHUB_SECRET_ENV, load_github_secret
-from ..config import settings
-from ..exceptions import ConfigurationError, TriggerflowError
-from ..types import Item, Items, SourceReport
+from ..exceptions import ConfigurationError
+from ..types import Item, Items
+from ._inbox import read_inbox
 
 __all__ = ["GitHubWebhook", "github_webhook"]
 
 SOURCE = "github"  # the source key of every webhook item
 EVENT_PREFIX = "triggerflow.github."  # Prefect event names: triggerflow.github.<event>
-_BATCH = 1000  # deliveries read per run at most; the next run goes on from there
 
 
 @dataclass(frozen=True)
@@ -49,6 +45,26 @@ class GitHubWebhook:
     repos: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
     branches: tuple[str, ...] = ()
+    kind: ClassVar[str] = KIND
+
+    def read(self) -> Items:
+        """The new deliveries for the trigger in progress (the trigger calls it)."""
+        ctx = _runtime.current()
+        if ctx is not None and ctx.mode == "check":
+            if load_github_secret() is None and not ctx.settings.github_allow_unsigned:
+                ctx.problems.append(
+                    f"GitHub webhooks: no secret: set {GITHUB_SECRET_ENV} to the secret given "
+                    "to GitHub (or TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED=1 behind another gate)"
+                )
+            return Items()
+        return read_inbox(self)
+
+    def item(self, d: Delivery) -> Item | None:
+        """The item of a stored delivery, if this trigger takes it."""
+        announcement = _github.describe(d.event, json.loads(d.payload))
+        if announcement is None or not self.accepts(d.event, announcement):
+            return None
+        return _item(d.id, d.event, d.received_at, announcement)
 
     def describe(self) -> str:
         """Short human form, e.g. ``GitHub push, pull_request from me/project``."""
@@ -128,67 +144,6 @@ def wake(stored: Stored) -> None:
     )
 
 
-@dataclass
-class _Read:
-    items: list[Item] = field(default_factory=list)
-    report: SourceReport = field(default_factory=lambda: SourceReport(SOURCE))
-    last_seq: int | None = None
-
-
-def read(spec: GitHubWebhook) -> Items:
-    """The deliveries for the trigger in progress (called by the trigger, not by users)."""
-    ctx = _runtime.current()
-    if ctx is None:
-        raise ConfigurationError("github_webhook(): deliveries are read inside a trigger run")
-    if ctx.mode == "check":
-        if load_github_secret() is None and not ctx.settings.github_allow_unsigned:
-            ctx.problems.append(
-                f"GitHub webhooks: no secret: set {GITHUB_SECRET_ENV} to the secret given "
-                "to GitHub (or TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED=1 behind another gate)"
-            )
-        return Items()
-    try:
-        got: _Read = _runtime.call_step(
-            _github_task, _read, f"github: {spec.describe()}", ctx.trigger, spec,
-            ctx.mode == "run",
-        )  # fmt: skip
-    except TriggerflowError as e:  # the store stayed busy, also after Prefect's retries
-        got = _Read(report=SourceReport(SOURCE, failures={"inbox": str(e)}))
-    ctx.sources.append(got.report)
-    ctx.items.extend(got.items)
-    if got.last_seq is not None:
-        ctx.cursors[KIND] = got.last_seq
-    return Items(got.items)
-
-
-def _read(trigger: str, spec: GitHubWebhook, write: bool) -> _Read:
-    s = settings()
-    store = Store(s.store_path, s.store_wait)
-    log = _runtime.logger()
-    if write:
-        drain_spool(s.spool_dir, store)
-    out = _Read()
-    skipped = 0
-    with store.transaction(commit=write) as con:
-        after = store.inbox_cursor(con, trigger, KIND)
-        deliveries = store.inbox_after(con, KIND, after, _BATCH)
-        for d in deliveries:
-            announcement = None if d.ignored else _github.describe(d.event, json.loads(d.payload))
-            if announcement is None or not spec.accepts(d.event, announcement):
-                skipped += 1
-                continue
-            out.items.append(_item(d.id, d.event, d.received_at, announcement))
-        out.report.new = store.upsert_items(con, out.items, now(), update=False)
-    out.report.fetched = len(out.items)
-    if deliveries:
-        out.last_seq = deliveries[-1].seq
-    log.info(
-        "github: %d new deliver%s in the inbox: %d for this trigger, %d not",
-        len(deliveries), "y" if len(deliveries) == 1 else "ies", len(out.items), skipped,
-    )  # fmt: skip
-    return out
-
-
 def _item(delivery: str, event: str, received: Any, a: _github.Announcement) -> Item:
     return Item(
         source=SOURCE,
@@ -202,7 +157,3 @@ def _item(delivery: str, event: str, received: Any, a: _github.Announcement) -> 
         # ``text``: the whole message, which sinks send as is when given no format.
         raw={"text": a.text, "event": event, "repo": a.repo, "branch": a.branch},
     )
-
-
-_github_task = task(_read, name="github", cache_policy=NO_CACHE, persist_result=False,
-                    retry_condition_fn=_runtime.only_transient)  # fmt: skip
