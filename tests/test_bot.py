@@ -146,7 +146,8 @@ def test_serve_runs_a_trigger_on_a_link_sent_to_the_bot(
     try:
         out = serve.start()
         assert f"XMPP bot: {bot_account[0]}, taking commands from {owner_jid}" in out
-        assert "✓ reading_list (every 10m)" in out
+        when = "on messages to the bot from the owners containing 'http'; every 10m"
+        assert f"✓ reading_list ({when})" in out
         serve.deployments(1)
         link = f"https://example.org/{uuid.uuid4().hex}"
         owner.send(bot_account[0], f"read this later {link}")
@@ -157,7 +158,7 @@ def test_serve_runs_a_trigger_on_a_link_sent_to_the_bot(
 
         assert link in wait_until(exported, timeout=90, every=2)
         owner.send(bot_account[0], "list")
-        assert owner.wait_for(1, timeout=20) == ["reading_list (every 10m): active"]
+        assert owner.wait_for(1, timeout=20) == [f"reading_list ({when}): active"]
         owner.send(bot_account[0], "run reading_list")
         assert owner.wait_for(2, timeout=30)[1].startswith("Started reading_list (run ")
         serve.stop()

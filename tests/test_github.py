@@ -409,7 +409,8 @@ def test_serve_turns_a_signed_post_into_messages_in_a_chat_and_a_room(
     try:
         out = serve.start()
         assert f"GitHub webhooks: {serve.web}/hooks/github" in out
-        assert "✓ to_dev (every 10m)" in out and "✓ to_room (every 10m)" in out
+        assert "✓ to_dev (on GitHub push, issues from Codertocat/Hello-World; every 10m)" in out
+        assert "✓ to_room (on GitHub issues; every 10m)" in out
         assert set(serve.deployments(2)) == {"to_dev", "to_room"}
 
         def post(event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
@@ -432,6 +433,18 @@ def test_serve_turns_a_signed_post_into_messages_in_a_chat_and_a_room(
         )
         time.sleep(3)  # nothing more may come: no duplicates from the redelivery or reruns
         assert len(dev.messages) == 2 and len(team.messages) == 1
+
+        # On vacation, deliveries are stored and wait; back, they go out (once).
+        assert serve.cli("vacation", "on").returncode == 0
+        assert post("push", _push(3), "during-vacation").status_code == 200
+        time.sleep(8)  # a run woken by the event would have sent it by now
+        assert len(dev.messages) == 2
+        assert serve.cli("vacation", "off").returncode == 0
+        assert post("push", _push(4), "after-vacation").status_code == 200
+        got = dev.wait_for(4, timeout=90)
+        assert [m.split(" pushed ")[1][:1] for m in got[2:]] == ["3", "4"]
+        time.sleep(2)
+        assert len(dev.messages) == 4
         serve.stop()
     finally:
         serve.kill()
@@ -487,3 +500,32 @@ def test_go_sendxmpp_receives_the_push_message(
         listen.wait(10)
         if listen.stdout:
             listen.stdout.close()
+
+
+def test_a_burst_of_deliveries_wakes_a_trigger_twice_not_once_per_delivery() -> None:
+    from triggerflow._wakeup import Coalescer
+
+    sent: list[object] = []
+    wake = Coalescer(sent.append, window=0.3)
+    for _ in range(100):
+        wake(("push", "me/a"))
+    wake(("push", "me/b"))
+    assert sent == [("push", "me/a"), ("push", "me/b")]  # the first of each at once
+    deadline = time.monotonic() + 5
+    while len(sent) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert sent == [("push", "me/a"), ("push", "me/b"), ("push", "me/a")]  # one trailing
+    wake(("push", "me/a"))  # a new window: at once again
+    assert sent[-1] == ("push", "me/a") and len(sent) == 4
+
+
+def test_a_cursor_only_moves_forward(data_dir: Path) -> None:
+    """Runs of one event trigger may overlap; the slower one must not move it back."""
+    store = Store(data_dir / "triggerflow.duckdb")
+    with store.transaction() as con:
+        store.set_inbox_cursor(con, "t", "github", 10)
+        store.set_inbox_cursor(con, "t", "github", 5)
+        assert store.inbox_cursor(con, "t", "github") == 10
+        store.set_inbox_cursor(con, "t", "github", 12)
+        assert store.inbox_cursor(con, "t", "github") == 12

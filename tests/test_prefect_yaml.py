@@ -40,7 +40,7 @@ def test_prefect_yaml_matches_the_triggers_in_flows() -> None:
             spec = t.on.prefect_trigger()
             assert set(event["expect"]) == set(spec.expect)
             assert event["match"] == spec.match.root
-            assert d["concurrency_limit"]["collision_strategy"] == "ENQUEUE"
+            assert "concurrency_limit" not in d
         (schedule,) = d["schedules"]
         if isinstance(t.schedule, Every):
             assert schedule["interval"] == t.schedule.interval.total_seconds()

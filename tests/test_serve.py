@@ -55,7 +55,10 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
             "security_digest",
             "github_activity",
         }
-        assert "github_activity (every 10m): not configured: GitHub webhooks: no secret" in out
+        assert (
+            "github_activity (on GitHub push, pull_request, issues, release, workflow_run from "
+            "me/project; every 10m): not configured: GitHub webhooks: no secret"
+        ) in out
         assert by_name["github_activity"]["paused"] is True
         assert by_name["security_digest"]["paused"] is False  # needs no account
         news = by_name["python_news"]
@@ -81,3 +84,23 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
     time.sleep(0.5)
     assert not [p for p in children if _alive(p)], "child processes left behind"
     assert not (tmp_path / "data" / "serve.json").exists()
+
+
+def test_a_killed_serve_takes_its_prefect_server_with_it(tmp_path: Path) -> None:
+    """SIGKILL leaves serve no chance to stop the server itself: the kernel tells it."""
+    import os
+
+    serve = Serve(tmp_path / "data")
+    try:
+        serve.start()
+        assert serve.proc is not None
+        children = _children(serve.proc.pid)
+        assert children
+        os.kill(serve.proc.pid, signal.SIGKILL)  # serve alone, not its process group
+        serve.proc.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and [p for p in children if _alive(p)]:
+            time.sleep(0.2)
+        assert not [p for p in children if _alive(p)], "the Prefect server outlived serve"
+    finally:
+        serve.kill()

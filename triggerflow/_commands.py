@@ -83,7 +83,7 @@ class Commands:
         held = paused_reasons(self.triggers)
         lines = []
         for name, t in sorted(self.triggers.items()):
-            when = t.schedule.describe() if t.schedule else "on demand"
+            when = t.when
             state = f"paused ({held[name]})" if name in held else "active"
             lines.append(f"{name} ({when}): {state}")
         return "\n".join(lines) or "No triggers."

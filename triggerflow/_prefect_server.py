@@ -48,6 +48,21 @@ def running_serve(s: Settings) -> dict[str, str] | None:
     return {k: str(v) for k, v in state.items()}
 
 
+def _die_with_parent() -> None:
+    """In the server's process, before it starts: SIGTERM when serve dies (Linux).
+
+    serve stops its server on Ctrl-C and SIGTERM; this covers the rest (SIGKILL, a
+    crash), which would otherwise leave the server holding the port and its database.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: serve's own stop is all there is
+        pass
+
+
 def _port_free(port: int) -> bool:
     # SO_REUSEADDR as the server itself uses it: connections of a server that just
     # stopped (TIME_WAIT) must not count as "in use".
@@ -107,6 +122,7 @@ class LocalPrefectServer:
              "--host", "127.0.0.1", "--port", str(self.port), "--analytics-off"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own group: we stop it, and all it started, ourselves
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         log.close()
         started = time.monotonic()

@@ -69,12 +69,15 @@ def deployment_for(trigger: Any, problems: list[str], paused_because: str | None
     # The schedule stays active: `paused` alone stops it, and resuming the deployment
     # (vacation off, `triggerflow resume`) then brings its runs back.
     schedules = [to_prefect(trigger.schedule)] if trigger.schedule else None
-    # One run at a time. Runs missed while nobody served are dropped rather than caught
-    # up in a burst (shared notes/prefect.md §4); but a run woken by an event waits its
-    # turn: the run in progress may have read the inbox before that delivery came.
-    strategy = ConcurrencyLimitStrategy.CANCEL_NEW
-    if trigger.on is not None:
-        strategy = ConcurrencyLimitStrategy.ENQUEUE
+    # One run at a time: runs missed while nobody served are dropped rather than caught
+    # up in a burst (shared notes/prefect.md §4). Not for event triggers: a queued run
+    # waits for Prefect's slot retry (30 s), and overlapping runs are safe (the ledger
+    # claims each item once, cursors only move forward); their wake-ups are coalesced.
+    limit = None
+    if trigger.on is None:
+        limit = ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        )
     return trigger.to_deployment(
         name=trigger.name,
         schedules=schedules,
@@ -82,7 +85,7 @@ def deployment_for(trigger: Any, problems: list[str], paused_because: str | None
         paused=paused,
         tags=list(trigger.tags),
         description=description or None,
-        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),
+        concurrency_limit=limit,
     )
 
 
@@ -133,14 +136,14 @@ def serve(s: Settings, say: Say) -> int:
 
 def _github_receiver(s: Settings, say: Say) -> GitHubReceiver:
     from .blocks import load_github_secret
-    from .sources._github import wake
+    from .sources._github import waker
 
     secret = load_github_secret()
     if secret is None and not s.github_allow_unsigned:
         say("  (GitHub webhooks are refused until TRIGGERFLOW_GITHUB_SECRET is set)")
     elif secret is None:
         say("  (GitHub webhooks are accepted unsigned: TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED=1)")
-    return GitHubReceiver(s, secret.get_secret_value() if secret else None, on_stored=wake)
+    return GitHubReceiver(s, secret.get_secret_value() if secret else None, on_stored=waker())
 
 
 class Reindexer(threading.Thread):
@@ -218,7 +221,7 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say) -> int:
     deployments = []
     for name, t in sorted(found.triggers.items()):
         problems = t.check()
-        when = t.schedule.describe() if t.schedule else "on demand"
+        when = t.when
         if problems:
             say(f"  ⏸ {name} ({when}): not configured: {'; '.join(problems)}")
         elif name in held:
@@ -251,7 +254,7 @@ def _start_bot(s: Settings, triggers: dict[str, Any], say: Say) -> Any:
     from ._xmpp import XMPPConnection
     from .blocks import load_xmpp_account
     from .exceptions import AccountNotConfigured
-    from .sources._chat import wake
+    from .sources._chat import waker
 
     try:
         acct = load_xmpp_account("bot")
@@ -263,7 +266,7 @@ def _start_bot(s: Settings, triggers: dict[str, Any], say: Say) -> Any:
         port=acct.port, ca_file=acct.ca_file, allow_plaintext=acct.allow_plaintext,
         timeout=s.xmpp_timeout,
     )  # fmt: skip
-    bot = Bot(s, conn, owners, Commands(s, triggers), wake=wake(acct.jid))
+    bot = Bot(s, conn, owners, Commands(s, triggers), wake=waker(acct.jid))
     bot.start()
     who = ", ".join(sorted(bot.owners)) or "nobody (set TRIGGERFLOW_BOT_OWNERS)"
     say(f"XMPP bot: {acct.jid}, taking commands from {who}")

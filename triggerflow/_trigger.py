@@ -164,6 +164,12 @@ class Trigger(Flow[..., RunResult]):
         )
 
     @property
+    def when(self) -> str:
+        """When it runs, for people: ``every 15m``, ``on GitHub push from me/x; every 10m``."""
+        every_ = self.schedule.describe() if self.schedule else "on demand"
+        return f"on {self.on.describe()}; {every_}" if self.on is not None else every_
+
+    @property
     def tags(self) -> tuple[str, ...]:
         """Deployment tags: ``triggerflow`` plus the trigger's own."""
         return ("triggerflow", *self.extra_tags)
@@ -184,11 +190,26 @@ class Trigger(Flow[..., RunResult]):
             return [str(e)]
         return []
 
+    def _held(self) -> bool:
+        """Whether this event trigger is paused (vacation or by hand) and must not deliver.
+
+        Prefect's automations start runs of paused deployments too; what arrives meanwhile
+        stays in the inbox and goes out after the pause (the cursor does not move).
+        """
+        from .vacation import paused_reasons
+
+        why = paused_reasons([self.name]).get(self.name)
+        if why:
+            _runtime.logger().info("%s is %s: deliveries wait in the inbox", self.name, why)
+        return why is not None
+
     def _execute(self, mode: _runtime.Mode, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         s = settings()
         ctx = _runtime.RunContext(self.name, mode, s, Store(s.store_path, s.store_wait))
         token = _runtime._current.set(ctx)
         try:
+            if self.on is not None and mode == "run" and self._held():
+                return RunResult(self.name, False, (), [], [])
             if self.on is not None:
                 events = self.on.read()
                 if inspect.signature(self.user_fn).parameters:

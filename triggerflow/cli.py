@@ -90,7 +90,7 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
         else:
             status = "paused" if d.paused else "active"
         last = f"{d.last_state} {_when(d.last_run_at)}" if d and d.last_state else "-"
-        rows.append((name, t.schedule.describe() if t.schedule else "on demand", status, last))
+        rows.append((name, t.when, status, last))
     say(_table(rows, ("TRIGGER", "SCHEDULE", "STATUS", "LAST RUN")))
     for name, t in sorted(found.triggers.items()):
         for problem in t.check():

@@ -72,8 +72,13 @@ class InboxMixin:
 
     @staticmethod
     def set_inbox_cursor(con: duckdb.DuckDBPyConnection, trigger: str, kind: str, seq: int) -> None:
+        # Runs of one trigger may overlap: a cursor only moves forward.
         con.execute(
-            "INSERT OR REPLACE INTO inbox_cursors VALUES ($1, $2, $3)", [trigger, kind, seq]
+            """
+            INSERT INTO inbox_cursors VALUES ($1, $2, $3)
+            ON CONFLICT (trigger, kind) DO UPDATE SET seq = greatest(seq, excluded.seq)
+            """,
+            [trigger, kind, seq],
         )
 
     @staticmethod

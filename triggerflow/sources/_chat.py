@@ -84,19 +84,18 @@ class ChatMessages:
         )
 
 
-def wake(bot_jid: str) -> Callable[[str], None]:
-    """What the bot calls for each stored message: a Prefect event for ``on=`` triggers."""
+def waker(bot_jid: str) -> Callable[[str], None]:
+    """What the bot calls for each stored message: a Prefect event for ``on=`` triggers,
+    coalesced over bursts (see ``_wakeup``)."""
+    from .._wakeup import Coalescer
 
-    def emit(key: str) -> None:
+    def emit(_: object) -> None:
         from prefect.events import emit_event
 
-        emit_event(
-            event=EVENT,
-            resource={"prefect.resource.id": f"xmpp.bot.{bot_jid.lower()}"},
-            payload={"message": key},
-        )
+        emit_event(event=EVENT, resource={"prefect.resource.id": f"xmpp.bot.{bot_jid.lower()}"})
 
-    return emit
+    coalesce = Coalescer(emit)
+    return lambda key: coalesce(bot_jid)
 
 
 def xmpp_message(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -132,16 +132,22 @@ def github_webhook(
     return spec
 
 
-def wake(stored: Stored) -> None:
-    """Tell Prefect a delivery is stored: the matching deployments' triggers start runs."""
-    from prefect.events import emit_event
+def waker() -> Callable[[Stored], None]:
+    """What the receiver calls for each new announced delivery: a Prefect event per
+    (event, repository), coalesced over bursts (see ``_wakeup``)."""
+    from .._wakeup import Coalescer
 
-    repo = stored.repo.lower() or "unknown"
-    emit_event(
-        event=EVENT_PREFIX + stored.event,
-        resource={"prefect.resource.id": f"github.repo.{repo}", "prefect.resource.name": repo},
-        payload={"delivery": stored.id},
-    )
+    def emit(key: Hashable) -> None:
+        from prefect.events import emit_event
+
+        event, repo = key  # type: ignore[misc]
+        emit_event(
+            event=EVENT_PREFIX + event,
+            resource={"prefect.resource.id": f"github.repo.{repo}", "prefect.resource.name": repo},
+        )
+
+    coalesce = Coalescer(emit)
+    return lambda stored: coalesce((stored.event, stored.repo.lower() or "unknown"))
 
 
 def _item(delivery: str, event: str, received: Any, a: _github.Announcement) -> Item:
