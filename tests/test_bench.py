@@ -40,3 +40,20 @@ def test_webhooks_bench_smoke(tmp_path: Path) -> None:
     burst = report["throughput"]
     assert burst["stored"] == burst["deliveries"] == 40  # none lost
     assert "| triggerflow serve (verify, store, wake) | 40 |" in r.stdout
+
+
+def test_xmpp_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "xmpp.json"
+    r = subprocess.run(
+        [sys.executable, "bench/xmpp.py", "--messages", "50", "--per-connection", "3",
+         "--runs", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["messages"] == 50 and set(report["messages_per_s"]) == {
+        "ours",
+        "raw",
+        "per_connection",
+    }
+    assert "| triggerflow (connect, STARTTLS, send, acks) | 50 |" in r.stdout

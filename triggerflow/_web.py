@@ -98,6 +98,9 @@ class WebServer:
         config = uvicorn.Config(
             create_app(self.url, github),
             host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+            # Feed readers and proxies keep connections open between requests: closing
+            # them after uvicorn's 5 s default races with their next request.
+            timeout_keep_alive=65,
         )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -83,6 +83,18 @@ def _thread_lock(path: Path, wait: float) -> Iterator[None]:
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    # The common case in one query: the store is at this version (the full check
+    # below costs a catalog query more, on every transaction).
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.CatalogException:
+        row = None
+    if row is not None and row[0] == str(VERSION):
+        return
+    _check_and_migrate(con, path)
+
+
+def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     has_meta = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
     ).fetchone()

@@ -52,6 +52,32 @@ class InboxMixin:
         return bool(row)
 
     @staticmethod
+    def inbox_add_many(
+        con: duckdb.DuckDBPyConnection,
+        kind: str,
+        rows: list[tuple[str, str, str | None, str, datetime, bool]],
+    ) -> set[str]:
+        """Store ``(id, event, repo, payload, received_at, ignored)`` rows in one
+        statement; return the ids that were new (the others were redeliveries)."""
+        if not rows:
+            return set()
+        cols = list(zip(*rows, strict=True))
+        found = con.execute(
+            """
+            INSERT INTO inbox (kind, id, event, repo, payload, received_at, ignored)
+            SELECT $kind, unnest($ids), unnest($events), unnest($repos), unnest($payloads),
+                   unnest($times), unnest($ignored)
+            ON CONFLICT DO NOTHING RETURNING id
+            """,
+            {
+                "kind": kind, "ids": list(cols[0]), "events": list(cols[1]),
+                "repos": list(cols[2]), "payloads": list(cols[3]), "times": list(cols[4]),
+                "ignored": list(cols[5]),
+            },
+        ).fetchall()  # fmt: skip
+        return {r[0] for r in found}
+
+    @staticmethod
     def inbox_after(
         con: duckdb.DuckDBPyConnection, kind: str, after: int, limit: int = 1000
     ) -> list[Delivery]:

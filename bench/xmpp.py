@@ -1,0 +1,145 @@
+"""The XMPP sink on a real Prosody: ``python bench/xmpp.py``.
+
+Side by side in one run, sending ``--messages`` (1,000) chat messages to one JID:
+
+* **triggerflow's sender** (``_xmpp.send_messages``, what the sink calls): connect,
+  STARTTLS, log in, send, each message counted only once the server acknowledged it
+  (XEP-0198) and nothing bounced, disconnect: all inside the time;
+* **raw slixmpp**, the library alone on an open connection: ``send_message`` in a loop,
+  then one ack request, timed until every ack is in (the floor);
+* **a connection per message** (what a naive sink does), for ``--per-connection`` (100)
+  messages, reported per message.
+
+Medians of ``--runs`` (3). The receiving client checks that every message arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from xmpp_support import Prosody, Receiver  # noqa: E402
+
+from triggerflow._xmpp import XMPPConnection, connect_args, new_client, send_messages  # noqa: E402
+
+
+def ours(conn: XMPPConnection, to: str, n: int, tag: str) -> float:
+    body = "a line of about ninety characters, like the title of a feed entry"
+    msgs = [(f"{tag}-{i}", f"{tag} message {i}: {body}") for i in range(n)]
+    t = time.perf_counter()
+    result = asyncio.run(send_messages(conn, to, msgs))
+    took = time.perf_counter() - t
+    assert result.error is None and len(result.sent) == n, (result.error, len(result.sent))
+    return took
+
+
+def raw(conn: XMPPConnection, to: str, n: int, tag: str) -> float:
+    async def main() -> float:
+        x = new_client(conn)
+        x.register_plugin("xep_0198")
+        done = asyncio.get_running_loop().create_future()
+        acked = 0
+
+        def on_ack(_: object) -> None:
+            nonlocal acked
+            acked += 1
+            if acked == n and not done.done():
+                done.set_result(None)
+
+        x.add_event_handler("stanza_acked", on_ack)
+        x.connect(*connect_args(conn, x))
+        await x.wait_until("session_start", 15)
+        await asyncio.sleep(0.2)  # stream management enabled
+        t = time.perf_counter()
+        for i in range(n):
+            x.send_message(mto=to, mbody=f"{tag} raw {i}", mtype="chat")
+        await x.waiting_queue.join()  # an ack request sent earlier overtakes the stanzas
+        x.plugin["xep_0198"].request_ack()
+        await asyncio.wait_for(done, 60)
+        took = time.perf_counter() - t
+        await asyncio.wait_for(x.disconnect(wait=1.0), 5)
+        return took
+
+    return asyncio.run(main())
+
+
+def per_connection(conn: XMPPConnection, to: str, n: int, tag: str) -> float:
+    t = time.perf_counter()
+    for i in range(n):
+        result = asyncio.run(send_messages(conn, to, [(f"{tag}-{i}", f"{tag} alone {i}")]))
+        assert result.error is None and result.sent, result.error
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=1000, help="messages per batch (1000)")
+    ap.add_argument("--per-connection", type=int, default=100, help="naive sends (100)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each (3)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "xmpp.json"))
+    args = ap.parse_args(argv)
+    n = args.messages
+    rows: dict[str, list[float]] = {"ours": [], "raw": [], "per_connection": []}
+    with tempfile.TemporaryDirectory(prefix="tf-bench-xmpp-") as tmp:
+        prosody = Prosody(Path(tmp))
+        prosody.start()
+        try:
+            rcpt, password = prosody.new_user("rcpt")
+            conn = prosody.connection("sink")  # STARTTLS with the test CA, as users run it
+            got = Receiver(prosody, rcpt, password)
+            expected = 0
+            for run in range(args.runs):
+                rows["ours"].append(ours(conn, rcpt, n, f"o{run}"))
+                rows["raw"].append(raw(conn, rcpt, n, f"r{run}"))
+                rows["per_connection"].append(
+                    per_connection(conn, rcpt, args.per_connection, f"p{run}")
+                )
+                expected += 2 * n + args.per_connection
+                got.wait_for(expected, timeout=120)
+                print(f"  run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
+            got.close()
+        finally:
+            prosody.stop()
+    rate = {
+        "ours": n / statistics.median(rows["ours"]),
+        "raw": n / statistics.median(rows["raw"]),
+        "per_connection": args.per_connection / statistics.median(rows["per_connection"]),
+    }
+    report = {
+        "machine": {
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "packages": {p: version(p) for p in ("slixmpp", "triggerflow")},
+            "prosody": "Debian package, tests/prosody.cfg.lua (STARTTLS, no mod_limits)",
+        },
+        "messages": n, "per_connection_messages": args.per_connection,
+        "seconds": rows, "messages_per_s": rate,
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"\nXMPP: chat messages to one JID, acknowledged (XEP-0198), {os.cpu_count()} cores\n")
+    print("| sender | messages | median s | messages/s |\n|---|---|---|---|")
+    print(f"| triggerflow (connect, STARTTLS, send, acks) | {n} | "
+          f"{statistics.median(rows['ours']):.3f} | {rate['ours']:.0f} |")  # fmt: skip
+    print(f"| raw slixmpp, sending only (connected before) | {n} | "
+          f"{statistics.median(rows['raw']):.3f} | {rate['raw']:.0f} |")  # fmt: skip
+    per = statistics.median(rows["per_connection"])
+    print(f"| a connection per message | {args.per_connection} | {per:.3f} | "
+          f"{rate['per_connection']:.0f} |")  # fmt: skip
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
