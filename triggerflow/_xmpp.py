@@ -108,7 +108,10 @@ class _Session:
         self.conn = conn
         x = new_client(conn)
         x.whitespace_keepalive = False
-        x.register_plugin("xep_0198")
+        # slixmpp asks for an ack every 5 stanzas by default; the batch needs one request
+        # after its last message (sent in send()). Fewer requests: ~2,300 -> ~3,000
+        # acknowledged messages per second (bench/xmpp.py).
+        x.register_plugin("xep_0198", {"window": 1000})
         x.register_plugin("xep_0045")
         x.register_plugin("xep_0199")  # ping: the barrier when the server has no SM
         self.x = x
