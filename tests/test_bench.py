@@ -57,3 +57,35 @@ def test_xmpp_bench_smoke(tmp_path: Path) -> None:
         "per_connection",
     }
     assert "| triggerflow (connect, STARTTLS, send, acks) | 50 |" in r.stdout
+
+
+def test_the_benchmark_feed_server_serves_valid_feeds_and_304s() -> None:
+    import feedparser
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "bench/feedserver.py", "--feeds", "4", "--gzip"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().split()[1]
+        first = [httpx.get(f"{base}/feeds/{i}.xml", timeout=10) for i in range(2)]  # RSS, Atom
+        for r in first:
+            parsed = feedparser.parse(r.content)
+            assert r.headers["content-encoding"] == "gzip"
+            assert not parsed.bozo and len(parsed.entries) == 20
+            assert all(1000 <= len(e.summary) <= 4000 for e in parsed.entries)
+        etag = first[0].headers["etag"]
+        assert httpx.get(f"{base}/feeds/0.xml", headers={"If-None-Match": etag}).status_code == 304
+        assert httpx.post(f"{base}/bump?share=0.5&items=2").text == "bumped 2"
+        again = httpx.get(f"{base}/feeds/0.xml", headers={"If-None-Match": etag})
+        assert again.status_code == 200
+        new = {e.link for e in feedparser.parse(again.content).entries}
+        old = {e.link for e in feedparser.parse(first[0].content).entries}
+        assert len(new - old) == 2
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        if proc.stdout:
+            proc.stdout.close()
