@@ -89,3 +89,17 @@ def test_the_benchmark_feed_server_serves_valid_feeds_and_304s() -> None:
         assert proc.wait(10) == 0
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_poll_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "poll.json"
+    r = subprocess.run(
+        [sys.executable, "bench/run.py", "--feeds", "10", "--runs", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert set(runs) == {"poll", "naive", "raw"}
+    # 10 feeds x 20 items; round 2 adds 2 items to every 10th feed (one here)
+    assert [x["items"] for x in runs["poll"][0]] == [200, 202, 202]
+    assert "| poll | 3: unchanged |" in r.stdout
