@@ -193,7 +193,12 @@ def serve(feeds: Feeds, latency: float, use_gzip: bool) -> ThreadingHTTPServer:
                 return self._send(200, b"reset")
             self._send(404)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # socketserver's default backlog is 5: a poller opening 20+ connections at once
+        # would see SYNs dropped and retried a second later, timing the kernel, not us.
+        request_queue_size = 1024
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     return server
 

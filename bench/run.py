@@ -9,12 +9,18 @@ starts (sampled from /proc). After each round the stored item count is checked.
 
 Variants, side by side in the same run:
 
-* ``poll``: triggerflow's poll path called from Python: the rss source (conditional GET,
-  parse on several cores, store) and the ledger for a null target;
+* ``poll``: triggerflow's poll path called from Python: what the rss task runs (conditional
+  GET, parsing on all cores while the rest is fetched, storing) and what the ``feed()`` sink
+  task runs (ledger: enqueue, claim, record), as plain calls;
+* ``prefect``: the same trigger (``feed(rss(*urls), name="bench")``) as one Prefect flow
+  run, ``triggerflow run bench``, against a local Prefect server started for the benchmark:
+  its difference to ``poll`` is what Prefect costs;
 * ``naive``: sequential fetch, no conditional GET, feedparser, one INSERT per item;
-* ``raw``: the limit: concurrent fetch and feedparser on all cores, nothing stored.
+* ``raw``: the limit: concurrent fetch and feedparser on all cores (given each response's
+  headers and URL, as feedparser has when it fetches itself), nothing stored.
 
-Not yet here (issue 7): the same as one Prefect flow run, and the latency option's rounds.
+``--latency 0,0.1`` runs everything again with 100 ms added to every answer (the naive
+variant is left out there: sequentially, 500 answers take 50 s of waiting alone).
 """
 
 from __future__ import annotations
@@ -37,23 +43,19 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("poll", "naive", "raw")
+VARIANTS = ("poll", "prefect", "naive", "raw")
 ROUNDS = ("1: all new", "2: 10% changed", "3: unchanged")
 
 
 # -- the child side: one round of one variant ------------------------------------------------
 def round_poll(urls: list[str], data: Path) -> int:
-    os.environ["TRIGGERFLOW_DATA_DIR"] = str(data)
-    from triggerflow._store import Store, now
-    from triggerflow.config import settings
+    from triggerflow.sinks._feed import _publish
     from triggerflow.sources._rss import _fetch
+    from triggerflow.types import Items
 
-    got = _fetch("bench", tuple(urls), True, True)
-    s = settings()
-    store = Store(s.store_path, s.store_wait)
-    with store.transaction() as con:
-        store.enqueue(con, ("bench", "null", "null"), [i.key for i in got.items], 10**9, now())
-        return int(con.execute("SELECT count(*) FROM items").fetchone()[0])  # type: ignore[index]
+    got = _fetch("bench", tuple(urls), True, True)  # what the rss task runs
+    _publish("bench", Items(got.items), "bench", False)  # what the feed() sink task runs
+    return len(got.items)
 
 
 def round_naive(urls: list[str], data: Path) -> int:
@@ -79,10 +81,13 @@ def round_naive(urls: list[str], data: Path) -> int:
     return n
 
 
-def _parse(body: bytes) -> int:
+def _parse(job: tuple[str, bytes, dict[str, str]]) -> int:
     import feedparser
 
-    return len(feedparser.parse(body).entries)
+    url, body, headers = job
+    return len(
+        feedparser.parse(body, response_headers={"content-location": url, **headers}).entries
+    )
 
 
 def round_raw(urls: list[str], data: Path) -> int:
@@ -90,9 +95,10 @@ def round_raw(urls: list[str], data: Path) -> int:
 
     with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
         with ThreadPoolExecutor(20) as pool:
-            bodies = list(pool.map(lambda u: client.get(u).content, urls))
+            responses = list(pool.map(client.get, urls))
+    jobs = [(str(r.url), r.content, dict(r.headers)) for r in responses]
     with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        return sum(pool.map(_parse, bodies, chunksize=16))
+        return sum(pool.map(_parse, jobs, chunksize=16))
 
 
 def _cpu() -> float:
@@ -107,6 +113,7 @@ def worker(variant: str, base: str, feeds: int, data: Path) -> None:
     import duckdb  # noqa: F401 - imported before the clock starts, like a running service
     import feedparser  # noqa: F401
 
+    import triggerflow.sinks._feed  # noqa: F401
     import triggerflow.sources._rss  # noqa: F401
 
     urls = [f"{base}/feeds/{i}.xml" for i in range(feeds)]
@@ -117,82 +124,170 @@ def worker(variant: str, base: str, feeds: int, data: Path) -> None:
 
 
 # -- the parent side -----------------------------------------------------------------------
-def _tree_rss(pid: int) -> int:
-    """Resident memory of ``pid`` and its descendants, in bytes (from /proc)."""
-    parents: dict[int, list[int]] = {}
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        parents.setdefault(ppid, []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
-        todo += parents.get(p, [])
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+        found.append(p)
+        todo += children.get(p, [])
+    return found
 
 
-def measure(variant: str, base: str, feeds: int, data: Path) -> dict[str, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _usage(pid: int) -> tuple[int, float]:
+    """(resident bytes, CPU seconds so far) of one process, or zeros once it is gone."""
+    try:
+        rss = 0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0, 0.0
+
+
+def _command(variant: str, base: str, feeds: int, data: Path) -> list[str]:
+    if variant == "prefect":
+        return [sys.executable, "-m", "triggerflow", "run", "bench"]
+    return [sys.executable, __file__, "--worker", variant, "--base", base, "--feeds", str(feeds),
+            "--data", str(data)]  # fmt: skip
+
+
+def measure(
+    variant: str, base: str, feeds: int, data: Path, env: dict[str, str]
+) -> dict[str, float]:
+    """One round in a child process: its timings, peak RSS and CPU of its whole tree."""
     t = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", variant, "--base", base, "--feeds", str(feeds),
-         "--data", str(data)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        _command(variant, base, feeds, data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT, env={**env, "TRIGGERFLOW_DATA_DIR": str(data)},
     )  # fmt: skip
-    peak = 0
+    peak, cpu = 0, {}  # cpu: per pid, the last figure seen (a pid's CPU only grows)
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.wait(0.05):
-            peak = max(peak, _tree_rss(proc.pid))
+            rss = 0
+            for pid in _tree(proc.pid):
+                r, c = _usage(pid)
+                rss += r
+                cpu[pid] = max(cpu.get(pid, 0.0), c)
+            peak = max(peak, rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out, _ = proc.communicate(timeout=900)
+    out, err = proc.communicate(timeout=900)
     wall = time.perf_counter() - t
     done.set()
     sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"{variant} failed with code {proc.returncode}")
-    process_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    got = json.loads(out.strip().splitlines()[-1])
-    return {"wall_s": got["wall_s"], "cpu_s": got["cpu_s"], "process_s": wall,
-            "process_cpu_s": process_cpu, "peak_rss_mb": peak / 2**20,
-            "items": got["items"]}  # fmt: skip
+        raise RuntimeError(f"{variant} failed with code {proc.returncode}:\n{err[-3000:]}")
+    got = json.loads(out.strip().splitlines()[-1]) if variant != "prefect" else {}
+    return {"wall_s": got.get("wall_s", wall), "process_s": wall,
+            "cpu_s": sum(cpu.values()), "peak_rss_mb": peak / 2**20,
+            "items": got.get("items", 0)}  # fmt: skip
 
 
-def one_run(variant: str, feeds: int, root: Path, extra: list[str]) -> list[dict[str, float]]:
+def _check_store(variant: str, data: Path) -> tuple[int, int]:
+    """(items stored, items delivered to the bench feed) read from the round's store."""
+    import duckdb
+
+    path = data / ("naive.duckdb" if variant == "naive" else "triggerflow.duckdb")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        items = con.execute("SELECT count(*) FROM items").fetchone()[0]  # type: ignore[index]
+        if variant == "naive":
+            return int(items), int(items)
+        sent = con.execute(
+            "SELECT count(*), count(DISTINCT (source, item_id)) FROM deliveries "
+            "WHERE trigger = 'bench' AND sink = 'feed' AND state = 'sent'"
+        ).fetchone()
+        assert sent is not None and sent[0] == sent[1], f"{variant}: a delivery twice: {sent}"
+        return int(items), int(sent[0])
+    finally:
+        con.close()
+
+
+FLOW = """\
+# Written by bench/run.py: the polling benchmark's trigger.
+from triggerflow import every, trigger
+from triggerflow.sinks import feed
+from triggerflow.sources import rss
+
+URLS = {urls!r}
+
+
+@trigger(schedule=every("1d"))
+def bench():
+    feed(rss(*URLS), name="bench")
+"""
+
+
+def one_run(
+    variant: str, feeds: int, root: Path, server_args: list[str], env: dict[str, str]
+) -> list[dict[str, float]]:
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "feedserver.py"), "--feeds", str(feeds), *extra],
+        [sys.executable, str(ROOT / "bench" / "feedserver.py"), "--feeds", str(feeds),
+         *server_args],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert server.stdout is not None
         base = server.stdout.readline().split()[1]
         data = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=root))
-        rounds = [measure(variant, base, feeds, data)]
-        httpx.post(f"{base}/bump?share=0.1&items=2", timeout=10)
-        rounds.append(measure(variant, base, feeds, data))
-        rounds.append(measure(variant, base, feeds, data))
+        flows = data / "flows"
+        flows.mkdir()
+        urls = [f"{base}/feeds/{i}.xml" for i in range(feeds)]
+        (flows / "bench.py").write_text(FLOW.format(urls=urls))
+        env = {**env, "TRIGGERFLOW_FLOWS_DIR": str(flows)}
+        rounds = []
+        for r in range(3):
+            if r == 1:
+                httpx.post(f"{base}/bump?share=0.1&items=2", timeout=10)
+            rounds.append(measure(variant, base, feeds, data, env))
+            if variant != "raw":
+                rounds[-1]["items"], rounds[-1]["delivered"] = _check_store(variant, data)
     finally:
         server.terminate()
         server.wait(10)
-    if variant != "raw":  # nothing lost, nothing doubled
-        bumped = len(range(0, feeds, 10))
+    bumped = len(range(0, feeds, 10))
+    expected = [feeds * 20, feeds * 20 + 2 * bumped, feeds * 20 + 2 * bumped]
+    if variant == "raw":  # what was parsed: every entry the feeds list now
+        expected = [feeds * 20] + [feeds * 20 + 2 * bumped] * 2
         expected = [feeds * 20, feeds * 20 + 2 * bumped, feeds * 20 + 2 * bumped]
-        got = [int(r["items"]) for r in rounds]
+    got = [int(r["items"]) for r in rounds]
+    if variant != "raw":  # nothing lost, nothing doubled, in the store and in the ledger
         assert got == expected, f"{variant}: stored {got}, expected {expected}"
+        delivered = [int(r["delivered"]) for r in rounds]
+        assert delivered == expected, f"{variant}: delivered {delivered}, expected {expected}"
     return rounds
+
+
+def _prefect_server(root: Path) -> Any:
+    """A local Prefect server for the ``prefect`` variant (like ``serve`` starts one)."""
+    from triggerflow._prefect_server import LocalPrefectServer, _port_free
+    from triggerflow.config import settings
+
+    port = next(p for p in range(4290, 4390) if _port_free(p))
+    os.environ.update(
+        TRIGGERFLOW_DATA_DIR=str(root / "prefect"), TRIGGERFLOW_PREFECT_PORT=str(port)
+    )
+    server = LocalPrefectServer(settings())
+    server.start(lambda msg: print(msg, file=sys.stderr))
+    return server
+
+
+def _median(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(x[key] for x in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,27 +295,53 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feeds", type=int, default=500, help="feeds served (500)")
     ap.add_argument("--runs", type=int, default=3, help="runs of each variant (3)")
     ap.add_argument("--gzip", action="store_true", help="the server gzips its answers")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="which (all)")
+    ap.add_argument(
+        "--latency",
+        default="0,0.1",
+        help="seconds added to every answer, comma-separated settings (0,0.1)",
+    )
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"which ({','.join(VARIANTS)})")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "poll.json"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--base", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = ap.parse_args(argv)  # fmt: skip
     if args.worker:
         worker(args.worker, args.base, args.feeds, Path(args.data))
         return 0
-    extra = ["--gzip"] if args.gzip else []
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {VARIANTS}")
+    latencies = [float(x) for x in args.latency.split(",")]
     results: dict[str, list[list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="tf-bench-poll-") as tmp:
-        for variant in args.variants.split(","):
-            results[variant] = []
-            for run in range(args.runs):
-                results[variant].append(one_run(variant, args.feeds, Path(tmp), extra))
-                print(f"  {variant} run {run + 1}/{args.runs}", file=sys.stderr, flush=True)
+        env = dict(os.environ)
+        server = _prefect_server(Path(tmp)) if "prefect" in variants else None
+        if server is not None:
+            env["PREFECT_API_URL"] = server.api_url
+        try:
+            for latency in latencies:
+                extra = ["--gzip"] if args.gzip else []
+                extra += ["--latency", str(latency)] if latency else []
+                for variant in variants:
+                    if latency and variant == "naive":
+                        continue
+                    key = f"{variant}@{latency:g}"
+                    results[key] = []
+                    for run in range(args.runs):
+                        results[key].append(one_run(variant, args.feeds, Path(tmp), extra, env))
+                        print(f"  {variant}, latency {latency:g} s: run {run + 1}/{args.runs}",
+                              file=sys.stderr, flush=True)  # fmt: skip
+        finally:
+            if server is not None:
+                server.stop()
+    packages = ("feedparser", "httpx", "duckdb", "numpy", "prefect", "triggerflow")
     report: dict[str, Any] = {
         "machine": {
             "cores": os.cpu_count(), "python": platform.python_version(),
-            "packages": {p: version(p) for p in ("feedparser", "httpx", "duckdb", "triggerflow")},
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "packages": {p: version(p) for p in packages},
         },
         "feeds": args.feeds, "gzip": args.gzip, "runs": results,
     }  # fmt: skip
@@ -228,16 +349,32 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nPolling {args.feeds} feeds x 20 items, medians of {args.runs} runs, "
           f"{os.cpu_count()} cores\n")  # fmt: skip
-    print("| variant | round | wall s | CPU s | process s (start + imports + round) "
-          "| peak RSS MB | items stored |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for variant, runs in results.items():
+    print("| latency | variant | round | round s | process s | CPU s (tree) | peak RSS MB (tree) "
+          "| stored / delivered |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for key, runs in results.items():
+        variant, latency = key.split("@")
         for r, name in enumerate(ROUNDS):
             rows = [run[r] for run in runs]
-            med = {k: statistics.median(x[k] for x in rows) for k in rows[0]}
-            stored = "-" if variant == "raw" else f"{med['items']:.0f}"
-            print(f"| {variant} | {name} | {med['wall_s']:.2f} | {med['cpu_s']:.2f} | "
-                  f"{med['process_s']:.2f} | {med['peak_rss_mb']:.0f} | {stored} |")  # fmt: skip
+            stored = (
+                "-"
+                if variant == "raw"
+                else (f"{_median(rows, 'items'):.0f} / {_median(rows, 'delivered'):.0f}")
+            )
+            print(f"| {latency} s | {variant} | {name} | {_median(rows, 'wall_s'):.2f} | "
+                  f"{_median(rows, 'process_s'):.2f} | {_median(rows, 'cpu_s'):.2f} | "
+                  f"{_median(rows, 'peak_rss_mb'):.0f} | {stored} |")  # fmt: skip
+    for latency in latencies:
+        a, b = results.get(f"poll@{latency:g}"), results.get(f"prefect@{latency:g}")
+        if a and b:
+            extra_s = [
+                _median([run[r] for run in b], "process_s")
+                - _median([run[r] for run in a], "process_s")
+                for r in range(3)
+            ]
+            added = ", ".join(f"+{x:.2f} s" for x in extra_s)
+            print(f"\nPrefect flow run vs the same poll path called from Python, latency "
+                  f"{latency:g} s (whole processes), rounds 1-3: {added}")  # fmt: skip
     print(f"\nJSON: {args.out}")
     return 0
 

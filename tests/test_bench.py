@@ -94,12 +94,26 @@ def test_the_benchmark_feed_server_serves_valid_feeds_and_304s() -> None:
 def test_poll_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "poll.json"
     r = subprocess.run(
-        [sys.executable, "bench/run.py", "--feeds", "10", "--runs", "1", "--out", str(out)],
+        [sys.executable, "bench/run.py", "--feeds", "10", "--runs", "1", "--latency", "0,0.02",
+         "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     runs = json.loads(out.read_text())["runs"]
-    assert set(runs) == {"poll", "naive", "raw"}
-    # 10 feeds x 20 items; round 2 adds 2 items to every 10th feed (one here)
-    assert [x["items"] for x in runs["poll"][0]] == [200, 202, 202]
-    assert "| poll | 3: unchanged |" in r.stdout
+    assert set(runs) == {
+        "poll@0",
+        "prefect@0",
+        "naive@0",
+        "raw@0",
+        "poll@0.02",
+        "prefect@0.02",
+        "raw@0.02",
+    }
+    # 10 feeds x 20 items; round 2 adds 2 items to every 10th feed (one here); every item
+    # stored once and delivered once to the benchmark's feed, also through Prefect
+    for variant in ("poll@0", "prefect@0", "poll@0.02", "prefect@0.02"):
+        assert [x["items"] for x in runs[variant][0]] == [200, 202, 202], variant
+        assert [x["delivered"] for x in runs[variant][0]] == [200, 202, 202], variant
+    assert all(x["peak_rss_mb"] > 10 and x["cpu_s"] > 0 for x in runs["prefect@0"][0])
+    assert "| 0 s | poll | 3: unchanged |" in r.stdout
+    assert "Prefect flow run vs the same poll path" in r.stdout

@@ -89,11 +89,11 @@ def test_with_the_store_a_304_costs_no_parsing_and_keeps_the_items(
     first = mod._fetch("watch", (url,), True, True)  # what the Prefect task runs
     assert first.report.new == 2
 
-    parsed: list[int] = []
-    monkeypatch.setattr(mod, "parse_many", lambda jobs: parsed.append(len(jobs)) or [])
+    parsed: list[str] = []
+    monkeypatch.setattr(mod.Parser, "add", lambda self, job: parsed.append(job[0]))
     again = mod._fetch("watch", (url,), True, True)
     assert feeds.not_modified["/t.xml"] == 1
-    assert parsed == [0]  # nothing handed to the parser
+    assert parsed == []  # nothing handed to the parser
     assert sorted(i.title for i in again.items) == ["a", "b"]  # what it listed last time
     assert again.report.new == 0
 

@@ -8,10 +8,11 @@ nothing heavy, so worker processes start fast.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -19,7 +20,7 @@ from typing import Any
 
 import feedparser
 
-from .types import Item
+from .types import Item, RawJSON
 
 # Below this much content, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 1024 * 1024
@@ -56,6 +57,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+# feedparser's copies of the texts an Item already has; left out of ``raw`` they would
+# more than double what is stored and moved between processes.
+_IN_ITEM = frozenset({"title", "title_detail", "summary", "summary_detail", "content"})
+
+
 def entry_to_item(source: str, entry: Mapping[str, Any]) -> Item:
     """Normalise one feedparser entry. The id is stable: guid/id, else link, else a hash."""
     title = entry.get("title", "") or ""
@@ -82,7 +88,12 @@ def entry_to_item(source: str, entry: Mapping[str, Any]) -> Item:
             for link_ in entry.get("links") or ()
             if link_.get("rel") == "enclosure" and link_.get("href")
         ),
-        raw=_jsonable(dict(entry)),
+        raw=RawJSON(
+            json.dumps(
+                _jsonable({k: v for k, v in entry.items() if k not in _IN_ITEM}),
+                ensure_ascii=False,
+            )
+        ),
     )
 
 
@@ -107,23 +118,75 @@ def _describe(problem: Any) -> str:
     return " ".join(text.split())[:200]
 
 
-def _parse_batch(jobs: Sequence[tuple[str, str, bytes, Mapping[str, str]]]) -> list[ParsedFeed]:
+Job = tuple[str, str, bytes, Mapping[str, str]]  # (source, url, body, headers)
+
+
+def _parse_batch(jobs: Sequence[Job]) -> list[ParsedFeed]:
     return [parse_one(*job) for job in jobs]
 
 
-def parse_many(jobs: Sequence[tuple[str, str, bytes, Mapping[str, str]]]) -> list[ParsedFeed]:
+# Jobs are sent to the workers in chunks of about this many bytes: fewer round trips
+# than one feed each, small enough to keep both cores busy until the end.
+_CHUNK = 512 * 1024
+
+
+class Parser:
+    """Parses feed bodies as they arrive, on several cores once there is enough to parse.
+
+    ``add`` may be called from the thread that fetches (it only queues or submits), so
+    parsing overlaps the fetching of the other feeds; ``results`` waits for all of them
+    and returns them in the order they were added.
+    """
+
+    def __init__(self) -> None:
+        self._cores = os.cpu_count() or 1
+        self._jobs: list[Job] = []
+        self._waiting: list[int] = []  # indexes of jobs not yet handed to a worker
+        self._waiting_bytes = 0
+        self._total = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[tuple[list[int], Future[list[ParsedFeed]]]] = []
+
+    def add(self, job: Job) -> None:
+        self._jobs.append(job)
+        self._waiting.append(len(self._jobs) - 1)
+        self._waiting_bytes += len(job[2])
+        self._total += len(job[2])
+        if self._pool is None and self._cores >= 2 and self._total >= PARALLEL_THRESHOLD:
+            # forkserver: the calling process (a Prefect run) has threads; fork is unsafe.
+            self._pool = ProcessPoolExecutor(self._cores, mp_context=get_context("forkserver"))
+        if self._pool is not None and self._waiting_bytes >= _CHUNK:
+            self._submit()
+
+    def _submit(self) -> None:
+        assert self._pool is not None
+        chunk, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        jobs = [self._jobs[n] for n in chunk]
+        self._futures.append((chunk, self._pool.submit(_parse_batch, jobs)))
+
+    def results(self) -> list[ParsedFeed]:
+        out: list[ParsedFeed | None] = [None] * len(self._jobs)
+        try:
+            if self._pool is not None and self._waiting:
+                self._submit()
+            for n in self._waiting:  # too little to be worth a worker
+                out[n] = parse_one(*self._jobs[n])
+            for chunk, future in self._futures:
+                for n, parsed in zip(chunk, future.result(), strict=True):
+                    out[n] = parsed
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+            self._jobs = []  # the bodies: no longer needed
+        return [p for p in out if p is not None]
+
+
+def parse_many(jobs: Sequence[Job]) -> list[ParsedFeed]:
     """Parse many feeds, on several cores when there is enough to parse.
 
     ``jobs`` are (source, url, body, headers); results come back in the same order.
     """
-    cores = os.cpu_count() or 1
-    total = sum(len(job[2]) for job in jobs)
-    if cores < 2 or len(jobs) < 2 or total < PARALLEL_THRESHOLD:
-        return _parse_batch(jobs)
-    workers = min(cores, len(jobs))
-    # Contiguous chunks, one per worker: fewer pickling round trips than one job each.
-    size = -(-len(jobs) // workers)
-    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-    # forkserver: the calling process (a Prefect run) has threads, so plain fork is unsafe.
-    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-        return [p for chunk in pool.map(_parse_batch, chunks) for p in chunk]
+    parser = Parser()
+    for job in jobs:
+        parser.add(job)
+    return parser.results()

@@ -8,6 +8,7 @@ answer that retrying will not change: 4xx, too many redirects, a bad URL).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -72,6 +73,9 @@ async def _fetch_one(client: httpx.AsyncClient, req: FeedRequest, timeout: float
             if hops and all(code in _PERMANENT_REDIRECTS for code in hops):
                 next_url = str(r.url)
             if r.status_code == 304:
+                # Reading the (empty) body lets the connection go back to the pool;
+                # an unread response closes it, and the next feed pays a new connect.
+                await r.aread()
                 return FeedResponse(  # a 304 may carry new validators (RFC 9110 15.4.5)
                     req, next_url, etag=r.headers.get("etag") or req.etag,
                     last_modified=r.headers.get("last-modified") or req.last_modified,
@@ -123,22 +127,52 @@ def _root_cause(e: BaseException) -> str:
     return text
 
 
+# httpcore's pool re-examines every connection for every waiting request on each
+# hand-over, so one pool of 20+ connections spends more CPU on bookkeeping than on HTTP
+# (500 conditional GETs: 1.0 s with one pool of 20, 0.35 s with pools of 4). Requests are
+# therefore spread over several small clients that share one TLS context.
+_POOL = 4
+
+
 async def fetch_all(
-    requests: list[FeedRequest], *, timeout: float, connections: int
+    requests: list[FeedRequest],
+    *,
+    timeout: float,
+    connections: int,
+    on_response: Callable[[FeedResponse], None] | None = None,
 ) -> list[FeedResponse]:
-    """Fetch every request concurrently over at most ``connections`` connections."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    sem = asyncio.Semaphore(connections)
-    async with httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=limits,
-        follow_redirects=True,
-        max_redirects=5,
-    ) as client:
+    """Fetch every request concurrently over at most ``connections`` connections.
 
-        async def bounded(req: FeedRequest) -> FeedResponse:
-            async with sem:
-                return await _fetch_one(client, req, timeout)
+    ``on_response`` is called with each response as soon as it is complete (on the
+    fetching thread), e.g. to start parsing it while the others are still on the way.
+    """
+    if not requests:
+        return []
+    workers = max(1, min(connections, len(requests)))
+    tls = httpx.create_ssl_context()
+    clients = [
+        httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=_POOL, max_keepalive_connections=_POOL),
+            follow_redirects=True,
+            max_redirects=5,
+            verify=tls,
+        )
+        for _ in range(-(-workers // _POOL))
+    ]
+    results: list[FeedResponse | None] = [None] * len(requests)
+    todo = iter(enumerate(requests))
 
-        return list(await asyncio.gather(*(bounded(r) for r in requests)))
+    async def worker(client: httpx.AsyncClient) -> None:
+        for n, req in todo:  # a shared iterator: each request is taken by one worker
+            results[n] = response = await _fetch_one(client, req, timeout)
+            if on_response is not None:
+                on_response(response)
+
+    try:
+        await asyncio.gather(*(worker(clients[w // _POOL]) for w in range(workers)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return [r for r in results if r is not None]

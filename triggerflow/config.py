@@ -80,7 +80,7 @@ class Settings:
     first_run: int = 5
     store_wait: float = 30.0
     http_timeout: float = 20.0
-    http_connections: int = 20
+    http_connections: int = 50
     xmpp_timeout: float = 15.0
     alerts: str = "owner"
     bot_owners: str = ""

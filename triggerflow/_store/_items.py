@@ -11,7 +11,8 @@ from typing import Any
 
 import duckdb
 
-from ..types import Item
+from ..types import Item, RawJSON
+from ._bulk import columns, joined, split
 
 _ITEM_COLUMNS = (
     "source", "id", "title", "link", "summary", "content", "author", "published", "tags",
@@ -50,8 +51,14 @@ def row_to_item(row: Sequence[Any]) -> Item:
         published=published,
         tags=tuple(tags or ()),
         enclosures=tuple(encl or ()),
-        raw=json.loads(raw) if raw else {},
+        raw=RawJSON(raw or ""),
     )
+
+
+def _raw_text(raw: Any) -> str:
+    if isinstance(raw, RawJSON):
+        return raw.text
+    return json.dumps(raw, default=str, ensure_ascii=False)
 
 
 ITEM_SELECT = "source, id, title, link, summary, content, author, published, tags, enclosures, raw"
@@ -80,14 +87,24 @@ class ItemsMixin:
             cols["summary"].append(i.summary)
             cols["content"].append(i.content)
             cols["author"].append(i.author)
-            cols["published"].append(i.published)
-            cols["tags"].append(list(i.tags))
-            cols["enclosures"].append(list(i.enclosures))
-            cols["raw"].append(json.dumps(i.raw, default=str, ensure_ascii=False))
+            cols["published"].append(i.published.isoformat() if i.published else None)
+            cols["tags"].append(joined(i.tags))
+            cols["enclosures"].append(joined(i.enclosures))
+            cols["raw"].append(_raw_text(i.raw))
             cols["hash"].append(content_hash(i))
-        select = ", ".join(f"unnest(${n + 1}) AS {c}" for n, c in enumerate(_ITEM_COLUMNS))
-        params = [cols[c] for c in _ITEM_COLUMNS]
-        con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT {select}", params)
+        with columns(con, "incoming_py", cols):
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE incoming AS
+                SELECT source::VARCHAR AS source, id::VARCHAR AS id, title::VARCHAR AS title,
+                       link::VARCHAR AS link, summary::VARCHAR AS summary,
+                       content::VARCHAR AS content, author::VARCHAR AS author,
+                       published::TIMESTAMPTZ AS published, {split("tags")} AS tags,
+                       {split("enclosures")} AS enclosures, raw::VARCHAR AS raw,
+                       hash::VARCHAR AS hash
+                FROM incoming_py
+                """
+            )
         row = con.execute(
             "SELECT count(*) FROM incoming n ANTI JOIN items i USING (source, id)"
         ).fetchone()
@@ -128,8 +145,9 @@ class ItemsMixin:
         ).fetchall()
         return {r[0]: SourceState(*r) for r in rows}
 
-    @staticmethod
+    @classmethod
     def save_source_success(
+        cls,
         con: duckdb.DuckDBPyConnection,
         state: SourceState,
         kind: str,
@@ -139,29 +157,44 @@ class ItemsMixin:
         modified: bool,
     ) -> None:
         """Record a successful fetch (``modified`` False for a 304)."""
-        con.execute(
-            """
-            INSERT INTO sources (source, kind, url, title, etag, last_modified, fetched_at,
-                                 checked_at, last_success)
-            VALUES ($source, $kind, $url, $title, $etag, $lm, $fetched, $now, $now)
-            ON CONFLICT (source) DO UPDATE SET
-                url = excluded.url, title = coalesce(excluded.title, sources.title),
-                etag = excluded.etag, last_modified = excluded.last_modified,
-                fetched_at = coalesce(excluded.fetched_at, sources.fetched_at),
-                checked_at = excluded.checked_at, last_success = excluded.last_success,
-                last_error = NULL, last_error_at = NULL
-            """,
-            {
-                "source": state.source,
-                "kind": kind,
-                "url": state.url,
-                "title": title,
-                "etag": state.etag,
-                "lm": state.last_modified,
-                "fetched": now if modified else None,
-                "now": now,
-            },
-        )
+        cls.save_source_successes(con, [(state, title, modified)], kind, now)
+
+    @staticmethod
+    def save_source_successes(
+        con: duckdb.DuckDBPyConnection,
+        fetched: Sequence[tuple[SourceState, str | None, bool]],
+        kind: str,
+        now: datetime,
+    ) -> None:
+        """Record successful fetches, (state, title, modified) each, in one statement."""
+        if not fetched:
+            return
+        data = {
+            "source": [st.source for st, _, _ in fetched],
+            "url": [st.url for st, _, _ in fetched],
+            "title": [title for _, title, _ in fetched],
+            "etag": [st.etag for st, _, _ in fetched],
+            "lm": [st.last_modified for st, _, _ in fetched],
+            "modified": [bool(m) for _, _, m in fetched],
+        }
+        with columns(con, "sources_py", data):
+            con.execute(
+                """
+                INSERT INTO sources (source, kind, url, title, etag, last_modified, fetched_at,
+                                     checked_at, last_success)
+                SELECT source::VARCHAR, $kind, url::VARCHAR, title::VARCHAR, etag::VARCHAR,
+                       lm::VARCHAR, CASE WHEN modified::BOOLEAN THEN $now::TIMESTAMPTZ END,
+                       $now, $now
+                FROM sources_py
+                ON CONFLICT (source) DO UPDATE SET
+                    url = excluded.url, title = coalesce(excluded.title, sources.title),
+                    etag = excluded.etag, last_modified = excluded.last_modified,
+                    fetched_at = coalesce(excluded.fetched_at, sources.fetched_at),
+                    checked_at = excluded.checked_at, last_success = excluded.last_success,
+                    last_error = NULL, last_error_at = NULL
+                """,
+                {"kind": kind, "now": now},
+            )
 
     @staticmethod
     def save_source_error(

@@ -17,6 +17,7 @@ import duckdb
 
 from ..limits import Limit
 from ..types import Item
+from ._bulk import columns
 from ._items import ITEM_SELECT, row_to_item
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED
 
@@ -54,41 +55,13 @@ class LedgerMixin:
             [trigger, sink, target],
         ).fetchone()
         first = not (known and known[0])
-        con.execute(
-            """
-            INSERT INTO deliveries (trigger, sink, target, source, item_id, state, attempts,
-                                    queued_at, updated_at)
-            SELECT $trigger, $sink, $target, k.source, k.item_id,
-                   CASE WHEN k.before_skip THEN $skipped
-                        WHEN NOT $first OR k.rank <= $keep THEN $queued ELSE $skipped END,
-                   0, $now, $now
-            FROM (
-                SELECT n.source, n.item_id,
-                       row_number() OVER (ORDER BY coalesce(i.published, i.first_seen) DESC,
-                                          n.ord) AS rank,
-                       -- `vacation off --skip-backlog`: what was published while away
-                       coalesce(i.published < (SELECT until FROM skip_before
-                                               WHERE skip_before.trigger = $trigger), false)
-                           AS before_skip
-                FROM (SELECT unnest($sources) AS source, unnest($ids) AS item_id,
-                             unnest(range(len($ids))) AS ord) n
-                JOIN items i ON i.source = n.source AND i.id = n.item_id
-            ) k
-            ON CONFLICT DO NOTHING
-            """,
-            {
-                "trigger": trigger,
-                "sink": sink,
-                "target": target,
-                "first": first,
-                "keep": first_run,
-                "queued": QUEUED,
-                "skipped": SKIPPED,
-                "now": now,
-                "sources": [k[0] for k in keys],
-                "ids": [k[1] for k in keys],
-            },
-        )
+        keys_py = {
+            "source": [k[0] for k in keys],
+            "item_id": [k[1] for k in keys],
+            "ord": list(range(len(keys))),
+        }
+        with columns(con, "enqueue_py", keys_py):
+            _insert_new(con, trigger, sink, target, first, first_run, now)
         row = con.execute(
             "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3 "
             "AND state = $4 AND queued_at = $5",
@@ -254,3 +227,48 @@ _WHERE = "deliveries.trigger = $trigger AND deliveries.sink = $sink AND deliveri
 
 def _key_lists(keys: Sequence[Key]) -> dict[str, list[str]]:
     return {"key_sources": [k[0] for k in keys], "key_ids": [k[1] for k in keys]}
+
+
+def _insert_new(
+    con: duckdb.DuckDBPyConnection,
+    trigger: str,
+    sink: str,
+    target: str,
+    first: bool,
+    first_run: int,
+    now: datetime,
+) -> None:
+    """Queue (or skip) the keys of relation ``enqueue_py`` this route has not seen."""
+    con.execute(
+        """
+        INSERT INTO deliveries (trigger, sink, target, source, item_id, state, attempts,
+                                queued_at, updated_at)
+        SELECT $trigger, $sink, $target, k.source, k.item_id,
+               CASE WHEN k.before_skip THEN $skipped
+                    WHEN NOT $first OR k.rank <= $keep THEN $queued ELSE $skipped END,
+               0, $now, $now
+        FROM (
+            SELECT n.source, n.item_id,
+                   row_number() OVER (ORDER BY coalesce(i.published, i.first_seen) DESC,
+                                      n.ord) AS rank,
+                   -- `vacation off --skip-backlog`: what was published while away
+                   coalesce(i.published < (SELECT until FROM skip_before
+                                           WHERE skip_before.trigger = $trigger), false)
+                       AS before_skip
+            FROM (SELECT source::VARCHAR AS source, item_id::VARCHAR AS item_id, ord
+                  FROM enqueue_py) n
+            JOIN items i ON i.source = n.source AND i.id = n.item_id
+        ) k
+        ON CONFLICT DO NOTHING
+        """,
+        {
+            "trigger": trigger,
+            "sink": sink,
+            "target": target,
+            "first": first,
+            "keep": first_run,
+            "queued": QUEUED,
+            "skipped": SKIPPED,
+            "now": now,
+        },
+    )

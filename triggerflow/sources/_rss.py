@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from .. import _runtime
 from .._async import run_sync
-from .._feedparse import parse_many
+from .._feedparse import Parser
 from .._http import FeedRequest, FeedResponse, fetch_all
 from .._store import SourceState, Store, now
 from ..config import settings
@@ -25,6 +25,8 @@ from ..exceptions import ConfigurationError, FeedUnavailable, TransientError, Tr
 from ..types import Item, Items, SourceReport
 
 __all__ = ["rss"]
+
+STORE_BATCH = 2000
 
 
 @dataclass
@@ -97,11 +99,20 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
         else FeedRequest(f, f)
         for f in feeds
     ]
+    parser = Parser()
+    with_body: list[FeedResponse] = []
+
+    def arrived(r: FeedResponse) -> None:  # parse while the other feeds are on the way
+        if r.body is not None:
+            with_body.append(r)
+            parser.add((r.request.source, r.url, r.body, r.headers))
+
     responses = run_sync(
-        fetch_all(requests, timeout=s.http_timeout, connections=s.http_connections)
+        fetch_all(
+            requests, timeout=s.http_timeout, connections=s.http_connections, on_response=arrived
+        )
     )
-    with_body = [r for r in responses if r.body is not None]
-    parsed = parse_many([(r.request.source, r.url, r.body or b"", r.headers) for r in with_body])
+    parsed = parser.results()
 
     out = _Fetched()
     report = out.report
@@ -119,16 +130,27 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
             report.failures[r.request.source] = r.error.reason
     unchanged = [r for r in responses if r.not_modified]
 
+    for r in with_body:
+        r.body = None  # parsed: let go of it before the store needs memory
+
     t = now()
     if use_store:
+        # Items in transactions of a few thousand: DuckDB holds a transaction's rows in
+        # memory until it commits (10,000 items at once took 230 MB more than this). The
+        # feeds' validators are saved only afterwards, so a run that dies in between
+        # fetches those feeds again and loses nothing.
+        unique = list({i.key: i for i in out.items}.values())
+        for start in range(0, len(unique), STORE_BATCH):
+            with store.transaction(commit=write) as con:
+                report.new += store.upsert_items(con, unique[start : start + STORE_BATCH], t)
         with store.transaction(commit=write) as con:
-            report.new = store.upsert_items(con, out.items, t)
-            for r, title in fresh:
-                state = SourceState(r.request.source, r.url, r.etag, r.last_modified)
-                store.save_source_success(con, state, "rss", title, t, modified=True)
-            for r in unchanged:
-                state = SourceState(r.request.source, r.url, r.etag, r.last_modified)
-                store.save_source_success(con, state, "rss", None, t, modified=False)
+            store.save_source_successes(
+                con,
+                [(_state(r), title, True) for r, title in fresh]
+                + [(_state(r), None, False) for r in unchanged],
+                "rss",
+                t,
+            )
             for source, why in report.failures.items():
                 url = states[source].url if source in states else source
                 store.save_source_error(con, source, url, "rss", why, t)
@@ -154,6 +176,10 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
         err.failures = dict(report.failures)  # type: ignore[attr-defined]
         raise err
     return out
+
+
+def _state(r: FeedResponse) -> SourceState:
+    return SourceState(r.request.source, r.url, r.etag, r.last_modified)
 
 
 _rss_task = task(_fetch, name="rss", cache_policy=NO_CACHE, persist_result=False,
