@@ -470,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reindex", action="store_true", help="rebuild the search index first")
     sp.add_argument("--status", action="store_true", help="say how current the index is")
     add("config", cmd_config, "show the effective settings", "Show every setting and its value.")
+    from ._connect import add_commands
+
+    add_commands(add)
     return p
 
 
