@@ -1,0 +1,66 @@
+"""Stand-ins for the third-party web APIs triggerflow talks to: Mastodon, Wallabag, Trello.
+
+Each is a small Starlette app served by uvicorn on ``127.0.0.1`` (a free port) in a
+background thread, written from the service's public API documentation (see each
+module's docstring), with Authlib's *server* components behind its OAuth endpoints. Tests
+drive them through plain Python methods: seed data, move the clock, exhaust the rate
+limit, inject failures, and inspect what was received.
+
+Fixtures (function-scoped: a fresh, started stand-in per test, closed afterwards)::
+
+    # conftest.py
+    pytest_plugins = ["standins"]  # or: from standins import mastodon, trello, wallabag
+
+    def test_toot(mastodon):
+        token = mastodon.issue_token()
+        ...
+
+For other settings, build one: ``with MastodonStandIn(max_characters=11) as m: ...``.
+(The fixture ``mastodon`` shadows the module of the same name as an attribute of this
+package: import the classes with ``from standins import MastodonStandIn`` or ``from
+standins.mastodon import ...``.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ._server import Gate, RecordedRequest, StandIn
+from .mastodon import MastodonStandIn
+from .trello import TrelloStandIn
+from .wallabag import WallabagStandIn
+
+__all__ = [
+    "Gate",
+    "MastodonStandIn",
+    "RecordedRequest",
+    "StandIn",
+    "TrelloStandIn",
+    "WallabagStandIn",
+    "mastodon",
+    "trello",
+    "wallabag",
+]
+
+
+@pytest.fixture
+def mastodon() -> Iterator[MastodonStandIn]:
+    """A Mastodon instance (defaults: 500 characters, 300 requests / 5 min)."""
+    with MastodonStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def wallabag() -> Iterator[WallabagStandIn]:
+    """A Wallabag server with user ``wallabag``/``wallabag`` and one API client."""
+    with WallabagStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def trello() -> Iterator[TrelloStandIn]:
+    """Trello's API with an API key (``trello.api_key``) and member ``tester``."""
+    with TrelloStandIn() as standin:
+        yield standin
