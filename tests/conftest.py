@@ -23,7 +23,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.pop("PREFECT_API_URL", None)
 
-pytest_plugins = ["xmpp_support", "feeds_support"]
+pytest_plugins = ["xmpp_support", "feeds_support", "standins"]
 
 
 @pytest.fixture(autouse=True)

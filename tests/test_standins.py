@@ -19,7 +19,6 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
-import standins
 from authlib.common.errors import AuthlibBaseError
 from authlib.oauth2.rfc6749 import MismatchingStateException
 from standins import MastodonStandIn, TrelloStandIn, WallabagStandIn
@@ -34,10 +33,6 @@ with warnings.catch_warnings():
         OAuthError,
     )
 
-# The fixtures, by name (a conftest can instead say pytest_plugins = ["standins"]).
-mastodon = standins.mastodon
-wallabag = standins.wallabag
-trello = standins.trello
 
 CALLBACK = "http://127.0.0.1:9/callback"  # never requested: the tests read Location
 

@@ -50,6 +50,9 @@ class Settings:
         http_timeout: seconds for one feed request (``TRIGGERFLOW_HTTP_TIMEOUT``).
         http_connections: concurrent connections of one source call
             (``TRIGGERFLOW_HTTP_CONNECTIONS``).
+        rate_limit_wait: the longest a source or sink of a web service (Mastodon,
+            Wallabag, Trello) waits for the service's rate limit to reset before it gives
+            the step back to Prefect's retries (``TRIGGERFLOW_RATE_LIMIT_WAIT``).
         xmpp_timeout: bound of each XMPP step: connect, join, acks (``TRIGGERFLOW_XMPP_TIMEOUT``).
         alerts: who is told when a trigger starts failing and when it is back: ``owner``
             (the default XMPP account's owner), a JID, or ``off`` (``TRIGGERFLOW_ALERTS``).
@@ -81,6 +84,7 @@ class Settings:
     store_wait: float = 30.0
     http_timeout: float = 20.0
     http_connections: int = 50
+    rate_limit_wait: float = 300.0
     xmpp_timeout: float = 15.0
     alerts: str = "owner"
     bot_owners: str = ""

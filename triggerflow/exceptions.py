@@ -29,6 +29,12 @@ feed body) is not.
     │       ├── XMPPAuthError       (+ PermanentError)
     │       ├── XMPPTLSError        (+ PermanentError)
     │       └── XMPPRejected        (+ PermanentError)
+    ├── ServiceError                (a web service: Mastodon, Wallabag, Trello)
+    │   ├── ServiceUnavailable      (+ TransientError: timeouts, 5xx)
+    │   │   └── ServiceRateLimited  (+ TransientError: 429 beyond the wait we allow)
+    │   ├── ServiceAuthError        (+ PermanentError: 401/403, reconnect the account)
+    │   ├── ServiceNotFound         (+ PermanentError: 404, a list or board that is gone)
+    │   └── ServiceRejected         (+ PermanentError: 422 and other refusals of one request)
     ├── SearchError
     │   └── SearchUnavailable       (the fts extension is missing)
     ├── TriggerRunFailed            (a run that delivered what it could, then failed)
@@ -47,6 +53,12 @@ __all__ = [
     "FlowsLoadError",
     "PermanentError",
     "SearchError",
+    "ServiceAuthError",
+    "ServiceError",
+    "ServiceNotFound",
+    "ServiceRateLimited",
+    "ServiceRejected",
+    "ServiceUnavailable",
     "SearchUnavailable",
     "SinkError",
     "SourceError",
@@ -143,6 +155,43 @@ class XMPPTLSError(XMPPError, PermanentError):
 
 class XMPPRejected(XMPPError, PermanentError):
     """The server bounced a message or refused to let us into a room."""
+
+
+class ServiceError(TriggerflowError):
+    """A web service (Mastodon, Wallabag, Trello) could not be used.
+
+    Raised by sources and sinks of web services alike; ``service`` is its name
+    (``mastodon``), ``status`` the HTTP status when there was one.
+    """
+
+    def __init__(self, service: str, message: str, status: int | None = None) -> None:
+        self.service = service
+        self.status = status
+        super().__init__(message)
+
+
+class ServiceUnavailable(ServiceError, TransientError):
+    """The service did not answer, timed out, or answered 5xx."""
+
+
+class ServiceRateLimited(ServiceUnavailable):
+    """The service's rate limit is used up for longer than we wait (``retry_at``)."""
+
+    def __init__(self, service: str, message: str, retry_at: float | None = None) -> None:
+        super().__init__(service, message, 429)
+        self.retry_at = retry_at
+
+
+class ServiceAuthError(ServiceError, PermanentError):
+    """The service refused the account's token (401/403): reconnect the account."""
+
+
+class ServiceNotFound(ServiceError, PermanentError):
+    """What the trigger names (a list, a board, a hashtag) does not exist (404)."""
+
+
+class ServiceRejected(ServiceError, PermanentError):
+    """The service refused one request (422, 400), in its own words."""
 
 
 class SearchError(TriggerflowError):

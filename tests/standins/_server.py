@@ -151,6 +151,7 @@ class _Failure:
     headers: dict[str, str]
     path: str | None
     method: str | None
+    after: bool = False
 
     def matches(self, request: RecordedRequest) -> bool:
         if self.method is not None and request.method != self.method.upper():
@@ -239,10 +240,15 @@ class StandIn:
         headers: Mapping[str, str] | None = None,
         path: str | None = None,
         method: str | None = None,
+        after: bool = False,
     ) -> None:
         """Answer the next ``n`` requests (matching ``path``, a glob, and ``method``) with
         ``status`` and ``body`` (a dict or list is sent as JSON, a str as plain text;
-        None: the service's usual error body for that status)."""
+        None: the service's usual error body for that status).
+
+        ``after=True``: the service does the work first and only its answer is replaced
+        (a proxy that timed out, a connection lost on the way back), to test retries of
+        requests that did succeed."""
         if body is None:
             raw, content_type = self.failure_body(status)
         elif isinstance(body, bytes):
@@ -253,21 +259,22 @@ class StandIn:
             raw, content_type = json.dumps(body).encode(), "application/json; charset=utf-8"
         with self.lock:
             self._failures.append(
-                _Failure(n, status, raw, content_type, dict(headers or {}), path, method)
+                _Failure(n, status, raw, content_type, dict(headers or {}), path, method, after)
             )
 
-    def _take_failure(self, request: RecordedRequest) -> Response | None:
+    def _take_failure(self, request: RecordedRequest) -> tuple[Response, bool] | None:
         with self.lock:
             for failure in self._failures:
                 if failure.remaining > 0 and failure.matches(request):
                     failure.remaining -= 1
                     self._failures = [f for f in self._failures if f.remaining > 0]
-                    return Response(
+                    response = Response(
                         failure.body,
                         status_code=failure.status,
                         headers=failure.headers,
                         media_type=failure.content_type,
                     )
+                    return response, failure.after
         return None
 
     # -- inspection ----------------------------------------------------------------------
@@ -415,7 +422,15 @@ class _Recorder:
 
         failure = self.standin._take_failure(recorded)
         if failure is not None:
-            await failure(scope, replay, send)
+            response, after = failure
+            if after:  # the work is done, the answer lost
+
+                async def discard(message: Message) -> None:
+                    pass
+
+                await self.app(scope, replay, discard)
+                replayed = False
+            await response(scope, replay, send)
             return
         gate = self.standin.gate(recorded)
         if gate.response is not None:

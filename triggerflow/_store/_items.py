@@ -197,6 +197,34 @@ class ItemsMixin:
             )
 
     @staticmethod
+    def source_cursor(con: duckdb.DuckDBPyConnection, source: str) -> str | None:
+        """Where an API source stopped reading last time (None: it never read)."""
+        row = con.execute("SELECT cursor FROM sources WHERE source = $1", [source]).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def save_source_cursor(
+        con: duckdb.DuckDBPyConnection,
+        source: str,
+        kind: str,
+        url: str,
+        cursor: str | None,
+        now: datetime,
+    ) -> None:
+        """Record a successful read of an API source and where it stopped."""
+        con.execute(
+            """
+            INSERT INTO sources (source, kind, url, cursor, fetched_at, checked_at, last_success)
+            VALUES ($1, $2, $3, $4, $5, $5, $5)
+            ON CONFLICT (source) DO UPDATE SET
+                url = excluded.url, cursor = coalesce(excluded.cursor, sources.cursor),
+                fetched_at = excluded.fetched_at, checked_at = excluded.checked_at,
+                last_success = excluded.last_success, last_error = NULL, last_error_at = NULL
+            """,
+            [source, kind, url, cursor, now],
+        )
+
+    @staticmethod
     def save_source_error(
         con: duckdb.DuckDBPyConnection, source: str, url: str, kind: str, error: str, now: datetime
     ) -> None:

@@ -125,6 +125,25 @@ class LedgerMixin:
         return Claim(take, waiting, next_at if waiting else None)
 
     @staticmethod
+    def tried(
+        con: duckdb.DuckDBPyConnection, route: tuple[str, str, str], keys: Sequence[Key]
+    ) -> set[Key]:
+        """Which of ``keys`` were sent before without an answer (a timeout, a dead run).
+
+        A sink whose service cannot tell a repeated request from a new one looks for
+        these at the target before sending them again.
+        """
+        if not keys:
+            return set()
+        trigger, sink, target = route
+        rows = con.execute(
+            f"SELECT source, item_id FROM deliveries, {_KEYS} WHERE {_WHERE} AND {_MATCH} "
+            "AND attempts > 0",
+            {"trigger": trigger, "sink": sink, "target": target, **_key_lists(keys)},
+        ).fetchall()
+        return {(r[0], r[1]) for r in rows}
+
+    @staticmethod
     def requeue(
         con: duckdb.DuckDBPyConnection, trigger: str | None, now: datetime, *, dead: bool = False
     ) -> int:

@@ -118,6 +118,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (trigger, kind)
     );
     """,
+    # 6: where an API source (Mastodon, Wallabag, Trello) stopped reading: the newest id
+    # or time it has seen, in the service's own terms.
+    """
+    ALTER TABLE sources ADD COLUMN cursor VARCHAR;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -9,9 +9,8 @@ room reflected it back).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -30,10 +29,9 @@ from ..exceptions import (
 )
 from ..limits import Limit, parse_limit
 from ..types import Item, Items, SinkReport
+from ._format import Format, render
 
 __all__ = ["xmpp"]
-
-Format = Callable[[Item], str] | str
 
 
 def xmpp(
@@ -107,19 +105,6 @@ def xmpp(
         report.error = problem
     ctx.sinks.append(report)
     return report
-
-
-def render(item: Item, fmt: Format | None) -> str:
-    """The message body for ``item``."""
-    if fmt is None:
-        ready = item.raw.get("text")  # a source's own message (GitHub webhooks)
-        if isinstance(ready, str) and ready:
-            return ready
-        return "\n".join(p for p in (item.title, item.link) if p) or item.id
-    if callable(fmt):
-        return fmt(item)
-    fields: dict[str, Any] = {k: getattr(item, k) for k in Item.__dataclass_fields__}
-    return fmt.format_map(fields)
 
 
 def _key(item: Item) -> str:

@@ -1,0 +1,348 @@
+"""The one boundary to web services' APIs: Mastodon, Wallabag, Trello.
+
+:class:`ServiceClient` is what sources and sinks of those services call. It
+
+* signs requests with the connected account (Authlib's OAuth 2 client for Mastodon and
+  Wallabag, which refreshes an expired token and hands the new one to us to save in the
+  account's block; Trello's key + token header);
+* signs in again with the saved password when Wallabag's refresh token has expired too;
+* keeps to the service's rate limit: a window counted here (Trello sends no rate headers),
+  ``X-RateLimit-Remaining: 0`` waits for ``X-RateLimit-Reset`` (ISO 8601 on Mastodon)
+  before the next request, and a 429 waits until the reset, bounded by
+  ``TRIGGERFLOW_RATE_LIMIT_WAIT``; beyond that it is a transient error Prefect retries;
+* translates every failure into the error tree, in words a user understands:
+  timeouts/5xx/429 transient, 401/403 "reconnect the account", 404 not found, other
+  refusals (422) with the service's own message. Foreign exceptions are never chained:
+  they carry the request, and so the token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import _runtime
+from ._oauth import authlib_client, require_https
+from .blocks import ServiceAccount, WallabagAccount, block_name, load_service_account
+from .exceptions import (
+    ConfigurationError,
+    ServiceAuthError,
+    ServiceError,
+    ServiceNotFound,
+    ServiceRateLimited,
+    ServiceRejected,
+    ServiceUnavailable,
+)
+
+__all__ = ["ServiceClient", "service_message"]
+
+NAMES = {"mastodon": "Mastodon", "wallabag": "Wallabag", "trello": "Trello"}
+# Requests per window we allow ourselves (the services' documented limits): Mastodon 300 per
+# 5 minutes per account, Trello 100 per 10 s per token; Wallabag has none of its own.
+WINDOWS: dict[str, tuple[int, float]] = {"mastodon": (300, 300.0), "trello": (100, 10.0)}
+TRELLO_429_WAIT = 10.0  # Trello's 429 says nothing about when: its limit window is 10 s
+TOKEN_PATHS = {"mastodon": "/oauth/token", "wallabag": "/oauth/v2/token"}
+MAX_RATE_WAITS = 5  # 429s answered by waiting, per request, before giving up
+
+
+def service_message(r: httpx.Response) -> str:
+    """The service's own words for a refusal: JSON ``error_description``/``error``/
+    ``message``, or Trello's plain text; at most 200 characters."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        for key in ("error_description", "message", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value[:200]
+        errors = body.get("errors")  # Wallabag's form errors
+        if errors:
+            return str(errors)[:200]
+    text = r.text.strip()
+    return text[:200] if text and not text.startswith("<") else r.reason_phrase
+
+
+def _reset_at(r: httpx.Response) -> float | None:
+    """When a rate limit resets (Unix time), from the headers services send."""
+    reset = r.headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return datetime.fromisoformat(reset).timestamp()  # Mastodon: ISO 8601
+        except ValueError:
+            try:
+                value = float(reset)  # others: Unix time, or seconds from now
+                return value if value > 1e9 else time.time() + value
+            except ValueError:
+                pass
+    after = r.headers.get("retry-after")
+    if after:
+        try:
+            return time.time() + float(after)
+        except ValueError:
+            try:
+                return parsedate_to_datetime(after).timestamp()
+            except (TypeError, ValueError):
+                pass
+    return None
+
+
+class ServiceClient:
+    """An authenticated client of one connected account (a context manager).
+
+    Args:
+        service: ``mastodon``, ``wallabag`` or ``trello``.
+        account: the account's name, as given to ``triggerflow connect --account``.
+        timeout: seconds for one request.
+        max_wait: the longest wait for a rate limit to reset inside one step.
+        account_block: the account itself (default: loaded from its Prefect block).
+
+    Raises:
+        AccountNotConfigured: the account was never connected.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        account: str = "default",
+        *,
+        timeout: float = 20.0,
+        max_wait: float = 300.0,
+        account_block: ServiceAccount | None = None,
+    ) -> None:
+        self.service = service
+        self.account = account
+        self.name = NAMES[service]
+        self.block = account_block or load_service_account(service, account)
+        self.base = require_https(self.block.url, f"{self.name} account {account!r}")
+        self.timeout = timeout
+        self.max_wait = max_wait
+        self._window = WINDOWS.get(service)
+        self._recent: deque[float] = deque()
+        self._not_before = 0.0  # Unix time: the service said "nothing left until then"
+        self._http = self._make_client()
+
+    def __repr__(self) -> str:  # the block's repr masks its secrets; ours names no token
+        return f"ServiceClient({self.service!r}, account={self.account!r}, url={self.base!r})"
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- the client ----------------------------------------------------------------------
+    def _make_client(self) -> Any:
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        headers = {"User-Agent": "triggerflow (+https://github.com/triggerflow/triggerflow)"}
+        if self.service == "trello":
+            # Trello reads key and token from an OAuth 1 header (never from logged URLs).
+            key = self.block.api_key  # type: ignore[attr-defined]
+            token = self.block.token().get("access_token", "")
+            headers["Authorization"] = f'OAuth oauth_consumer_key="{key}", oauth_token="{token}"'
+            return httpx.Client(headers=headers, timeout=timeout)
+        block = self.block
+        return authlib_client(
+            client_id=block.client_id,  # type: ignore[attr-defined]
+            client_secret=block.client_secret.get_secret_value(),  # type: ignore[attr-defined]
+            token=block.token(),
+            token_endpoint=self._token_endpoint(),
+            token_endpoint_auth_method="client_secret_post",
+            update_token=self._token_refreshed,
+            headers=headers,
+            timeout=timeout,
+        )
+
+    def _token_endpoint(self) -> str | None:
+        path = TOKEN_PATHS.get(self.service)
+        return self.base + path if path else None
+
+    def _token_refreshed(self, token: dict[str, Any], **_: Any) -> None:
+        """Authlib's ``update_token``: save the new token (the refresh token rotated)."""
+        self.block.set_token(token)
+        self.block.save(block_name(self.service, self.account), overwrite=True)
+        _runtime.logger().info(
+            "%s account %r: access token refreshed and saved", self.name, self.account
+        )
+
+    def _sign_in_again(self) -> None:
+        """Wallabag: the refresh token expired too; the password grant gives a new pair."""
+        block = self.block
+        if not isinstance(block, WallabagAccount) or block.password is None:
+            raise self._auth_error("the saved token has expired and cannot be refreshed")
+        from ._oauth import oauth_call
+
+        try:
+            token = oauth_call(
+                f"Wallabag {self.base}",
+                lambda: self._http.fetch_token(
+                    self._token_endpoint(),
+                    grant_type="password",
+                    username=block.username,
+                    password=block.password.get_secret_value(),  # type: ignore[union-attr]
+                ),
+            )
+        except ConfigurationError as e:  # the password is refused, or the server is away
+            raise self._auth_error(str(e)) from None
+        self._token_refreshed(token)
+
+    # -- requests ------------------------------------------------------------------------
+    def get(self, path: str, *, what: str | None = None, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, what=what, **kwargs)
+
+    def post(self, path: str, *, what: str | None = None, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, what=what, **kwargs)
+
+    def request(
+        self, method: str, path: str, *, what: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One API call; a 2xx/3xx response, or a :class:`ServiceError`.
+
+        ``path`` is relative to the account's URL (or a full URL of the same service, as
+        in a ``Link`` header); ``what`` names the thing for error messages (``"list
+        5f…"``); ``kwargs`` go to httpx (``params``, ``data``, ``json``, ``headers``).
+        """
+        url = path if path.startswith(("http://", "https://")) else self.base + path
+        waited = 0.0
+        refreshed = False
+        for _ in range(MAX_RATE_WAITS + 1):
+            waited += self._pace(waited)
+            r = self._send(method, url, kwargs)
+            self._note_limits(r)
+            if r.status_code == 429:
+                reset = _reset_at(r) or (
+                    time.time() + TRELLO_429_WAIT if self.service == "trello" else None
+                )
+                waited += self._wait_for(reset, waited, "answered 429 (too many requests)")
+                continue
+            if r.status_code == 401 and not refreshed and self.block.refresh_token is not None:
+                # The token died before the time it was given (revoked, clock skew): one
+                # refresh, then the call once more.
+                refreshed = True
+                self._refresh()
+                continue
+            if r.status_code < 400:
+                return r
+            raise self._error(r, what or f"{method} {urlsplit(url).path}")
+        raise ServiceRateLimited(
+            self.service,
+            f"{self.name}: still rate limited after {MAX_RATE_WAITS} waits; try later",
+        )
+
+    def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        from authlib.common.errors import AuthlibBaseError
+
+        try:
+            try:
+                return self._http.request(method, url, **kwargs)
+            except AuthlibBaseError as e:
+                if getattr(e, "error", None) != "invalid_grant":
+                    raise
+                self._sign_in_again()  # the refresh token expired (Wallabag: 2 weeks)
+                return self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException:
+            raise ServiceUnavailable(
+                self.service, f"{self.name} ({self.base}) did not answer within {self.timeout:g} s"
+            ) from None
+        except httpx.HTTPError as e:
+            raise ServiceUnavailable(
+                self.service, f"{self.name} ({self.base}) cannot be reached ({type(e).__name__})"
+            ) from None
+        except AuthlibBaseError as e:
+            why = getattr(e, "description", None) or getattr(e, "error", None) or "refused"
+            raise self._auth_error(f"the token could not be refreshed: {why}") from None
+
+    def _refresh(self) -> None:
+        from authlib.common.errors import AuthlibBaseError
+
+        try:
+            self._http.refresh_token(self._token_endpoint())
+        except AuthlibBaseError as e:
+            if getattr(e, "error", None) == "invalid_grant":
+                self._sign_in_again()
+                return
+            raise self._auth_error("the token could not be refreshed") from None
+        except httpx.HTTPError as e:
+            raise ServiceUnavailable(
+                self.service, f"{self.name} ({self.base}) cannot be reached ({type(e).__name__})"
+            ) from None
+
+    # -- rate limits ---------------------------------------------------------------------
+    def _pace(self, waited: float) -> float:
+        """Wait until the next request is within the limits; return how long it waited."""
+        until = self._not_before
+        if self._window is not None:
+            count, period = self._window
+            now = time.monotonic()
+            while self._recent and self._recent[0] <= now - period:
+                self._recent.popleft()
+            if len(self._recent) >= count:
+                until = max(until, time.time() + self._recent[0] + period - now)
+            self._recent.append(now)
+        if until <= time.time():
+            return 0.0
+        return self._wait_for(until, waited, "rate limit used up")
+
+    def _note_limits(self, r: httpx.Response) -> None:
+        if r.headers.get("x-ratelimit-remaining") == "0":
+            reset = _reset_at(r)
+            if reset is not None:
+                self._not_before = max(self._not_before, reset)
+
+    def _wait_for(self, reset: float | None, waited: float, why: str) -> float:
+        """Sleep until ``reset`` (Unix time) if the step may still wait that long."""
+        delay = max(0.0, (reset or 0.0) - time.time())
+        if reset is None or waited + delay > self.max_wait:
+            when = f" until {datetime.fromtimestamp(reset):%H:%M:%S}" if reset else ""
+            raise ServiceRateLimited(
+                self.service,
+                f"{self.name} {why}: no more requests{when}; Prefect retries later",
+                retry_at=reset,
+            )
+        _runtime.logger().info("%s %s: waiting %.1f s for the reset", self.name, why, delay)
+        time.sleep(delay + 0.05)
+        return delay
+
+    # -- errors --------------------------------------------------------------------------
+    def _auth_error(self, why: str, status: int | None = None) -> ServiceAuthError:
+        return ServiceAuthError(
+            self.service,
+            f"{self.name} account {self.account!r} ({self.block.user or self.base}): {why}; "
+            f"reconnect the account: triggerflow connect {self.service} --account "
+            f"{self.account}",
+            status,
+        )
+
+    def _error(self, r: httpx.Response, what: str) -> ServiceError:
+        why = self._scrub(service_message(r))
+        status = r.status_code
+        if status in (401, 403):
+            return self._auth_error(f"refused ({status}: {why})", status)
+        if status == 404:
+            return ServiceNotFound(self.service, f"{self.name}: {what} not found ({why})", 404)
+        if status >= 500:
+            return ServiceUnavailable(
+                self.service, f"{self.name} ({self.base}) answered {status}: {why}", status
+            )
+        return ServiceRejected(self.service, f"{self.name} refused {what}: {why}", status)
+
+    def _scrub(self, text: str) -> str:
+        """Services may quote what they were sent: never pass a secret on."""
+        block = self.block
+        secrets = [block.access_token, block.refresh_token, getattr(block, "client_secret", None)]
+        for secret in secrets:
+            value = secret.get_secret_value() if secret is not None else ""
+            if len(value) >= 8:
+                text = text.replace(value, "***")
+        return text
