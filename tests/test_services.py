@@ -8,6 +8,7 @@ DuckDB file, and triggers run as Prefect flows.
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import subprocess
@@ -21,10 +22,12 @@ from typing import Any
 import httpx
 import pytest
 from standins import MastodonStandIn, WallabagStandIn
+from test_github import SECRET, Hook, fixture
 
 from triggerflow import sinks, trigger
 from triggerflow._connect import connect_mastodon, connect_trello, connect_wallabag
-from triggerflow.blocks import MastodonAccount, TrelloAccount, WallabagAccount
+from triggerflow._discovery import discover
+from triggerflow.blocks import MastodonAccount, WallabagAccount
 from triggerflow.exceptions import ConfigurationError, ServiceAuthError, TriggerRunFailed
 from triggerflow.sources import (
     mastodon_favourites,
@@ -441,4 +444,116 @@ def test_check_names_the_unconnected_account() -> None:
     assert problems and "triggerflow connect trello --account nobody" in problems[0]
 
 
-_ = TrelloAccount  # the third block type, saved by connect_trello above
+# -- the examples in flows/ -----------------------------------------------------------------
+def _example(name: str) -> Any:
+    found = discover(Path(__file__).resolve().parents[1] / "flows")
+    assert not found.errors
+    return found.triggers[name]
+
+
+def test_example_github_issue_opened_becomes_a_trello_card(
+    trello: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    trello_account(trello)
+    board = trello.add_board("Triage")
+    triage = trello.add_list(board["id"], "New issues")
+    example = _example("github_issues_to_trello")
+    monkeypatch.setitem(example.user_fn.__globals__, "LIST", triage["id"])
+    hook = Hook(SECRET)
+    try:
+        for action in ("opened", "reopened", "labeled"):
+            payload = copy.deepcopy(fixture(f"issues/{action}.payload.json"))
+            payload["repository"]["full_name"] = "me/project"
+            assert hook.post("issues", payload, delivery=f"d-{action}").is_success
+    finally:
+        hook.web.stop()
+    assert example().sinks[0].sent == 1
+    (card,) = trello.created_cards
+    assert card["name"] == "#1 Spelling error in the README file"
+    assert card["idList"] == triage["id"]
+    assert example().sinks[0].sent == 0 and len(trello.created_cards) == 1
+
+
+def test_example_favourites_go_to_wallabag(mastodon: MastodonStandIn, wallabag: Any) -> None:
+    mastodon_account(mastodon)
+    wallabag_account(wallabag)
+    liked = mastodon.add_status("worth reading later https://example.org/article")
+    mastodon.favourite(liked["id"])
+    example = _example("favourites_to_wallabag")
+    assert example().sinks[0].sent == 1
+    (entry,) = wallabag.entries()
+    assert entry["url"] == liked["url"] and entry["tags"][0]["label"] == "mastodon"
+    mastodon.favourite(mastodon.add_status("another")["id"])
+    assert example().sinks[0].sent == 1 and len(wallabag.entries()) == 2
+
+
+def test_example_feed_to_mastodon_keeps_its_limit(
+    mastodon: MastodonStandIn, feeds: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mastodon_account(mastodon)
+    monkeypatch.setenv("TRIGGERFLOW_FIRST_RUN", "10")
+    feeds.publish("/blog.xml", [f"post {i}" for i in range(5)])
+    example = _example("python_news_to_mastodon")
+    real_rss = example.user_fn.__globals__["rss"]
+    monkeypatch.setitem(
+        example.user_fn.__globals__, "rss", lambda _url: real_rss(feeds.url("/blog.xml"))
+    )
+    run = example()
+    assert (run.sinks[0].sent, run.sinks[0].queued) == (3, 2)  # "3/hour": the rest waits
+    assert {s["visibility"] for s in mastodon.posted} == {"unlisted"}
+
+
+def test_authlib_runs_on_httpx_without_warnings() -> None:
+    # Authlib 1.9 switches to httpx2 whenever it can import it; Prefect needs httpx.
+    code = (
+        "import httpx, importlib.util\n"
+        "from triggerflow._oauth import authlib_client\n"
+        "client = authlib_client(client_id='x')\n"
+        "assert isinstance(client, httpx.Client), type(client).__mro__\n"
+        "assert importlib.util.find_spec('httpx2') is None, 'httpx2 is installed'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "deprecated" not in r.stderr  # Authlib's warning, filtered where it is expected
+
+
+def test_trello_requests_are_paced_to_the_token_window(
+    trello: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from triggerflow import _service_client
+
+    trello_account(trello)
+    # Trello sends no rate headers: the client counts (100 per 10 s, here 3 per second).
+    monkeypatch.setitem(_service_client.WINDOWS, "trello", (3, 1.0))
+    with _service_client.ServiceClient("trello") as client:
+        for _ in range(7):
+            client.get("/1/members/me")
+    times = [r.time for r in trello.requests_to("/1/members/me")][-7:]
+    assert times[3] - times[0] >= 1.0 and times[6] - times[3] >= 1.0
+
+
+def test_trello_429_without_headers_waits_a_window(
+    feeds: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from standins import TrelloStandIn
+
+    from triggerflow import _service_client
+
+    monkeypatch.setattr(_service_client, "TRELLO_429_WAIT", 1.0)
+    with TrelloStandIn(rate_interval=1) as t:
+        trello_account(t)
+        board = t.add_board("B")
+        inbox = t.add_list(board["id"], "L")
+        feeds.publish("/q.xml", ["a", "b"])
+        url = feeds.url("/q.xml")
+        t.set_remaining(1)  # one more request, then 429 until the interval ends
+
+        @trigger
+        def cards() -> None:
+            sinks.trello(rss(url), inbox["id"])
+
+        assert cards().sinks[0].sent == 2
+        posts = t.requests_to("/1/cards")
+        assert len(posts) == 3  # a, the refused b, b once more after the wait
+        assert posts[2].time - posts[1].time >= 1.0

@@ -70,8 +70,12 @@ def require_https(url: str, what: str) -> str:
 
 def _authlib_httpx() -> Any:
     """Authlib's httpx integration, checked to be built on httpx (not httpx2)."""
+    # Authlib 1.9 deprecates running on httpx in favour of httpx2; we choose httpx. Its
+    # deprecation module puts an "always" filter in front on import: import it first, so
+    # that ours goes in front of that one.
+    import authlib.deprecate  # noqa: F401
+
     with warnings.catch_warnings():
-        # Authlib 1.9 deprecates running on httpx in favour of httpx2; we choose httpx.
         warnings.filterwarnings("ignore", message=".*httpx module is deprecated.*")
         from authlib.integrations import httpx_client
         from authlib.integrations.httpx_client import _compat

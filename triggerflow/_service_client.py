@@ -280,19 +280,25 @@ class ServiceClient:
 
     # -- rate limits ---------------------------------------------------------------------
     def _pace(self, waited: float) -> float:
-        """Wait until the next request is within the limits; return how long it waited."""
+        """Wait until the next request is within the limits; return how long it waited.
+
+        The window counts requests in this process (Trello tells nothing before its 429);
+        ``X-RateLimit-Remaining: 0`` holds every request until the reset it names.
+        """
         until = self._not_before
         if self._window is not None:
             count, period = self._window
             now = time.monotonic()
             while self._recent and self._recent[0] <= now - period:
                 self._recent.popleft()
-            if len(self._recent) >= count:
-                until = max(until, time.time() + self._recent[0] + period - now)
-            self._recent.append(now)
-        if until <= time.time():
-            return 0.0
-        return self._wait_for(until, waited, "rate limit used up")
+            if len(self._recent) >= count:  # the oldest leaves the window at ...
+                until = max(until, time.time() + (self._recent[0] + period - now))
+        delay = 0.0
+        if until > time.time():
+            delay = self._wait_for(until, waited, "rate limit used up")
+        if self._window is not None:
+            self._recent.append(time.monotonic())
+        return delay
 
     def _note_limits(self, r: httpx.Response) -> None:
         if r.headers.get("x-ratelimit-remaining") == "0":

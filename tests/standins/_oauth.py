@@ -15,6 +15,7 @@ Authlib's https check (RFC 8252 §7.3), so no ``AUTHLIB_INSECURE_TRANSPORT`` is 
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
+    ClientMixin,
     JsonPayload,
     JsonRequest,
     MissingAuthorizationError,
@@ -98,6 +100,28 @@ def _first_values(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     for key, value in pairs:
         values.setdefault(key, value)
     return values
+
+
+class ConfidentialClient(ClientMixin):
+    """What Mastodon's apps and Wallabag's API clients share (Authlib's ClientMixin): an
+    id, registered redirect URIs, and a secret compared in constant time, sent in HTTP
+    Basic or in the form (both services read either)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uris: list[str]
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return hmac.compare_digest(self.client_secret, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method in ("client_secret_basic", "client_secret_post")
 
 
 class StarletteOAuth2Payload(OAuth2Payload):

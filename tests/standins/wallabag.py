@@ -71,7 +71,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ._oauth import HttpRequest, StarletteAuthorizationServer, TokenProtector, TokenState
+from ._oauth import (
+    ConfidentialClient,
+    HttpRequest,
+    StarletteAuthorizationServer,
+    TokenProtector,
+    TokenState,
+)
 from ._oauth import read_request as _read_request
 from ._server import StandIn, reason
 
@@ -115,7 +121,7 @@ def slug(label: str) -> str:
 
 
 @dataclass
-class WallabagClient(ClientMixin):
+class WallabagClient(ConfidentialClient):
     """An API client (Developer > API clients): Authlib's ClientMixin."""
 
     client_id: str
@@ -124,24 +130,11 @@ class WallabagClient(ClientMixin):
     redirect_uris: list[str] = field(default_factory=list)
     grant_types: tuple[str, ...] = ("password", "refresh_token", "authorization_code", "token")
 
-    def get_client_id(self) -> str:
-        return self.client_id
-
     def get_default_redirect_uri(self) -> str | None:
         return self.redirect_uris[0] if self.redirect_uris else None
 
     def get_allowed_scope(self, scope: str | None) -> str | None:
         return None if scope else ""
-
-    def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris
-
-    def check_client_secret(self, client_secret: str) -> bool:
-        return hmac.compare_digest(self.client_secret, client_secret)
-
-    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        # oauth2-php's getClientCredentials: HTTP Basic, else client_id/client_secret.
-        return method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type in ("code", "token")

@@ -61,10 +61,11 @@ class GitHubWebhook:
 
     def item(self, d: Delivery) -> Item | None:
         """The item of a stored delivery, if this trigger takes it."""
-        announcement = _github.describe(d.event, json.loads(d.payload))
+        payload = json.loads(d.payload)
+        announcement = _github.describe(d.event, payload)
         if announcement is None or not self.accepts(d.event, announcement):
             return None
-        return _item(d.id, d.event, d.received_at, announcement)
+        return _item(d.id, d.event, d.received_at, announcement, payload)
 
     def describe(self) -> str:
         """Short human form, e.g. ``GitHub push, pull_request from me/project``."""
@@ -150,7 +151,12 @@ def waker() -> Callable[[Stored], None]:
     return lambda stored: coalesce((stored.event, stored.repo.lower() or "unknown"))
 
 
-def _item(delivery: str, event: str, received: Any, a: _github.Announcement) -> Item:
+def _item(
+    delivery: str, event: str, received: Any, a: _github.Announcement, payload: dict[str, Any]
+) -> Item:
+    # What a format or filter may want beyond the message: the action ("opened") and the
+    # issue's or pull request's own number and title.
+    thing = payload.get("issue") or payload.get("pull_request") or {}
     return Item(
         source=SOURCE,
         id=delivery,
@@ -161,5 +167,13 @@ def _item(delivery: str, event: str, received: Any, a: _github.Announcement) -> 
         published=received,
         tags=tuple(t for t in (event, a.repo, a.branch) if t),
         # ``text``: the whole message, which sinks send as is when given no format.
-        raw={"text": a.text, "event": event, "repo": a.repo, "branch": a.branch},
+        raw={
+            "text": a.text,
+            "event": event,
+            "repo": a.repo,
+            "branch": a.branch,
+            "action": payload.get("action"),
+            "number": thing.get("number"),
+            "subject": thing.get("title"),
+        },  # fmt: skip
     )
