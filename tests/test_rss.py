@@ -378,3 +378,23 @@ def test_the_store_keeps_validators_and_the_last_success_and_error(
     recovered, status = remembered()
     assert status.last_error is None and status.last_success > state.fetched_at
     assert recovered.fetched_at == state.fetched_at  # a 304 brought no new content
+
+
+def test_items_stored_in_several_transactions_once_each_with_a_lean_raw(
+    feeds: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mod, "STORE_BATCH", 3)  # 10 items: four transactions
+    feeds.publish("/many.xml", [f"entry {n}" for n in range(10)])
+    url = feeds.url("/many.xml")
+    first = mod._fetch("watch", (url,), True, True)
+    assert first.report.new == 10
+    again = mod._fetch("watch", (url,), True, True)  # a 304: the items it listed last time
+    assert again.report.new == 0 and len(again.items) == 10
+    raw = again.items[0].raw
+    assert raw["link"] == again.items[0].link  # feedparser's record, read back from the store
+    assert not {"summary_detail", "title_detail", "content"} & set(raw)  # kept once, in the Item
+    con = duckdb.connect(str(data_dir / "triggerflow.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone() == (10, 10)
+    finally:
+        con.close()

@@ -135,7 +135,8 @@ class Parser:
 
     ``add`` may be called from the thread that fetches (it only queues or submits), so
     parsing overlaps the fetching of the other feeds; ``results`` waits for all of them
-    and returns them in the order they were added.
+    and returns them in the order they were added. Used as a context manager, so the
+    worker processes end even when the fetching fails halfway.
     """
 
     def __init__(self) -> None:
@@ -146,6 +147,19 @@ class Parser:
         self._total = 0
         self._pool: ProcessPoolExecutor | None = None
         self._futures: list[tuple[list[int], Future[list[ParsedFeed]]]] = []
+
+    def __enter__(self) -> Parser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (if any) and drop the bodies."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        self._jobs = []
 
     def add(self, job: Job) -> None:
         self._jobs.append(job)
@@ -175,9 +189,7 @@ class Parser:
                 for n, parsed in zip(chunk, future.result(), strict=True):
                     out[n] = parsed
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-            self._jobs = []  # the bodies: no longer needed
+            self.close()
         return [p for p in out if p is not None]
 
 
@@ -186,7 +198,7 @@ def parse_many(jobs: Sequence[Job]) -> list[ParsedFeed]:
 
     ``jobs`` are (source, url, body, headers); results come back in the same order.
     """
-    parser = Parser()
-    for job in jobs:
-        parser.add(job)
-    return parser.results()
+    with Parser() as parser:
+        for job in jobs:
+            parser.add(job)
+        return parser.results()

@@ -99,20 +99,23 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
         else FeedRequest(f, f)
         for f in feeds
     ]
-    parser = Parser()
     with_body: list[FeedResponse] = []
+    with Parser() as parser:
 
-    def arrived(r: FeedResponse) -> None:  # parse while the other feeds are on the way
-        if r.body is not None:
-            with_body.append(r)
-            parser.add((r.request.source, r.url, r.body, r.headers))
+        def arrived(r: FeedResponse) -> None:  # parse while the other feeds are on the way
+            if r.body is not None:
+                with_body.append(r)
+                parser.add((r.request.source, r.url, r.body, r.headers))
 
-    responses = run_sync(
-        fetch_all(
-            requests, timeout=s.http_timeout, connections=s.http_connections, on_response=arrived
+        responses = run_sync(
+            fetch_all(
+                requests,
+                timeout=s.http_timeout,
+                connections=s.http_connections,
+                on_response=arrived,
+            )
         )
-    )
-    parsed = parser.results()
+        parsed = parser.results()
 
     out = _Fetched()
     report = out.report
