@@ -113,7 +113,9 @@ def connect_mastodon(
         )  # fmt: skip
     finally:
         redirect.close()
-    me = client.get(f"{url}/api/v1/accounts/verify_credentials")
+    me = oauth_call(
+        f"Mastodon instance {url}", lambda: client.get(f"{url}/api/v1/accounts/verify_credentials")
+    )
     if me.status_code != 200:
         raise _refused(f"Mastodon instance {url}", me)
     block = MastodonAccount(
