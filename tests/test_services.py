@@ -27,7 +27,7 @@ from test_github import SECRET, Hook, fixture
 from triggerflow import sinks, trigger
 from triggerflow._connect import connect_mastodon, connect_trello, connect_wallabag
 from triggerflow._discovery import discover
-from triggerflow.blocks import MastodonAccount, WallabagAccount
+from triggerflow.blocks import MastodonAccount, TrelloAccount, WallabagAccount
 from triggerflow.exceptions import ConfigurationError, ServiceAuthError, TriggerRunFailed
 from triggerflow.sources import (
     mastodon_favourites,
@@ -111,6 +111,36 @@ def test_connect_mastodon_end_to_end_through_the_cli(
     ).stdout  # fmt: skip
     assert "mastodon cli" in accounts and "@tester@" in accounts
     assert token not in accounts and saved.client_secret.get_secret_value() not in accounts
+
+
+def test_connect_wallabag_and_trello_through_the_cli(wallabag: Any, trello: Any) -> None:
+    def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "triggerflow", "connect", *args],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+        )  # fmt: skip
+
+    secret = wallabag.client.client_secret
+    wrong = cli("wallabag", "--url", wallabag.url, "--client-id", wallabag.client.client_id,
+                "--username", "wallabag", TRIGGERFLOW_WALLABAG_CLIENT_SECRET=secret,
+                TRIGGERFLOW_WALLABAG_PASSWORD="not-the-Passw0rd")  # fmt: skip
+    assert wrong.returncode == 1
+    assert "Invalid username and password combination" in wrong.stderr
+    assert "not-the-Passw0rd" not in wrong.stderr + wrong.stdout and secret not in wrong.stderr
+    right = cli("wallabag", "--url", wallabag.url, "--client-id", wallabag.client.client_id,
+                "--username", "wallabag", TRIGGERFLOW_WALLABAG_CLIENT_SECRET=secret,
+                TRIGGERFLOW_WALLABAG_PASSWORD=wallabag.password)  # fmt: skip
+    assert right.returncode == 0, right.stderr
+    assert "Connected Wallabag account wallabag on 127.0.0.1" in right.stdout
+
+    token = trello.issue_token()
+    bad = cli("trello", "--key", trello.api_key, "--url", trello.url, "--token", "0" * 64)
+    assert bad.returncode == 1 and "Trello answered 401: invalid token" in bad.stderr
+    good = cli("trello", "--key", trello.api_key, "--url", trello.url,
+               TRIGGERFLOW_TRELLO_TOKEN=token)  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    assert TrelloAccount.load("trello-default").access_token.get_secret_value() == token
 
 
 def test_a_forged_state_is_rejected_and_nothing_is_saved(mastodon: MastodonStandIn) -> None:
@@ -264,6 +294,24 @@ def test_feed_to_mastodon_posts_once_across_a_lost_answer_a_retry_and_a_rerun(
     assert len(keys) == 4 and len(set(keys)) == 3  # the retry repeated its key
     assert all(s["visibility"] == "unlisted" for s in mastodon.posted)
     assert toot().sinks[0].sent == 0 and len(mastodon.posted) == 3  # a rerun: nothing
+
+
+def test_preview_shows_what_would_be_posted_and_posts_nothing(
+    mastodon: MastodonStandIn, feeds: Any
+) -> None:
+    mastodon_account(mastodon)
+    feeds.publish("/p.xml", ["a", "b"])
+    url = feeds.url("/p.xml")
+
+    @trigger
+    def toot() -> None:
+        sinks.mastodon(rss(url), format="{title} {link}")
+        sinks.trello(rss(url), "5f0000000000000000000000", account="nobody")
+
+    preview = toot.preview()
+    assert preview.sinks[0].would_send == [f"a {url}#0", f"b {url}#1"]
+    assert "triggerflow connect trello --account nobody" in (preview.sinks[1].error or "")
+    assert mastodon.count("/api/v1/statuses") == 0
 
 
 def test_mastodon_long_text_is_cut_to_the_instance_limit_keeping_the_link(
@@ -557,3 +605,19 @@ def test_trello_429_without_headers_waits_a_window(
         posts = t.requests_to("/1/cards")
         assert len(posts) == 3  # a, the refused b, b once more after the wait
         assert posts[2].time - posts[1].time >= 1.0
+
+
+def test_the_cli_loads_prefect_only_when_a_command_needs_it() -> None:
+    # serve sets PREFECT_API_URL after starting its server; Prefect imported before that
+    # would not see it and start a server of its own on the first block load.
+    code = (
+        "import sys\n"
+        "from triggerflow.cli import build_parser\n"
+        "build_parser()\n"
+        "assert not [m for m in sys.modules if m.startswith('prefect')]\n"
+        "from triggerflow._connect import SERVICE_NAMES\n"
+        "from triggerflow.blocks import SERVICES\n"
+        "assert set(SERVICE_NAMES) == set(SERVICES)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

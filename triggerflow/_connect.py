@@ -21,6 +21,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -33,20 +34,16 @@ from ._oauth import (
     oauth_call,
     require_https,
 )
-from .blocks import (
-    SERVICES,
-    MastodonAccount,
-    ServiceAccount,
-    TrelloAccount,
-    WallabagAccount,
-    block_name,
-)
 from .config import Settings
 from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:  # blocks import Prefect: the CLI loads this module for every command
+    from .blocks import MastodonAccount, ServiceAccount, TrelloAccount, WallabagAccount
 
 __all__ = ["connect_mastodon", "connect_trello", "connect_wallabag", "list_accounts"]
 
 Say = Callable[[str], None]
+SERVICE_NAMES = ("mastodon", "trello", "wallabag")  # as blocks.SERVICES, without Prefect
 MASTODON_SCOPES = "read write"
 TRELLO_API = "https://api.trello.com"
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -63,6 +60,8 @@ def _refused(service: str, r: httpx.Response) -> ConfigurationError:
 
 
 def _save(block: ServiceAccount, service: str, account: str) -> str:
+    from .blocks import block_name
+
     name = block_name(service, account)
     block.save(name, overwrite=True)
     return name
@@ -118,6 +117,8 @@ def connect_mastodon(
     )
     if me.status_code != 200:
         raise _refused(f"Mastodon instance {url}", me)
+    from .blocks import MastodonAccount
+
     block = MastodonAccount(
         url=url,
         user=f"@{me.json()['acct']}@{urlsplit(url).hostname}",
@@ -153,6 +154,8 @@ def connect_wallabag(
             f"{base}/oauth/v2/token", grant_type="password", username=username, password=password
         ),
     )
+    from .blocks import WallabagAccount
+
     block = WallabagAccount(
         url=base,
         user=f"{username} on {urlsplit(base).hostname}",
@@ -197,6 +200,8 @@ def connect_trello(
         raise ConfigurationError(f"Trello {base}: cannot reach it ({type(e).__name__})") from None
     if r.status_code != 200:
         raise _refused("Trello", r)
+    from .blocks import TrelloAccount
+
     block = TrelloAccount(url=base, user=r.json().get("username"), api_key=api_key)
     block.set_token({"access_token": token})
     say(f"Connected Trello account {block.user} as {_save(block, 'trello', account)!r}.")
@@ -208,6 +213,8 @@ def list_accounts() -> list[tuple[str, str, str, str]]:
     import time
 
     from prefect.client.orchestration import get_client
+
+    from .blocks import SERVICES
 
     rows = []
     with get_client(sync_client=True) as client:
@@ -317,7 +324,7 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
         "      --username me            (asks for the client secret and the password)\n"
         "  triggerflow connect trello --key KEY      (shows where to get the token)",
     )  # fmt: skip
-    sp.add_argument("service", choices=sorted(SERVICES), help="which service")
+    sp.add_argument("service", choices=SERVICE_NAMES, help="which service")
     sp.add_argument("--account", default="default", help="the account's name (default)")
     sp.add_argument("--url", help="Mastodon instance / Wallabag address / Trello API address")
     sp.add_argument("--scopes", help=f"Mastodon: scopes to ask for ({MASTODON_SCOPES})")

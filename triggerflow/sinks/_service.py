@@ -85,8 +85,7 @@ def deliver(
     problem = poster.problem()
     try:
         rate = parse_limit(limit)
-        if ctx.mode != "preview":  # a preview shows what would go out, also unconnected
-            load_service_account(poster.service, poster.account)
+        load_service_account(poster.service, poster.account)  # a preview says it, too
     except ConfigurationError as e:
         problem, rate = problem or str(e), None
     if problem and ctx.mode == "run":
