@@ -80,8 +80,9 @@ def test_connect_mastodon_end_to_end_through_the_cli(
 ) -> None:
     cmd = [sys.executable, "-m", "triggerflow", "connect", "mastodon", "--url", mastodon.url,
            "--account", "cli", "--no-browser", "--wait", "60"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a pipe
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()

@@ -17,6 +17,7 @@ by Prefect), and checked with one authenticated call before it is saved.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import os
 import sys
@@ -260,7 +261,8 @@ def cmd_connect(s: Settings, args: argparse.Namespace) -> int:
 
     if prepare_environment(s) is None:
         print("No triggerflow serve running: saving through a temporary Prefect server.")
-    say: Say = print
+    # Flushed: the address must show while we wait, also when stdout is a pipe (| tee).
+    say: Say = functools.partial(print, flush=True)
     if args.service == "mastodon":
         if not args.url:
             raise ConfigurationError("connect mastodon: give the instance, --url https://...")
