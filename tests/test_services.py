@@ -85,7 +85,8 @@ def test_connect_mastodon_end_to_end_through_the_cli(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+    reader.start()
     url = ""
     deadline = time.monotonic() + 60
     while not url and time.monotonic() < deadline:
@@ -100,7 +101,8 @@ def test_connect_mastodon_end_to_end_through_the_cli(
     page = follow_browser(url)
     assert page.status_code == 200 and "You can close this tab" in page.text
     assert proc.wait(timeout=60) == 0
-    out = "".join(iter(lambda: lines.get(timeout=1) if not lines.empty() else "", ""))
+    reader.join(10)  # the rest of its output, up to the end of the pipe
+    out = "".join(lines.queue)
     assert "Connected Mastodon account @tester@" in out
 
     saved = MastodonAccount.load("mastodon-cli")
@@ -553,18 +555,24 @@ def test_example_feed_to_mastodon_keeps_its_limit(
     assert {s["visibility"] for s in mastodon.posted} == {"unlisted"}
 
 
-def test_authlib_runs_on_httpx_without_warnings() -> None:
-    # Authlib 1.9 switches to httpx2 whenever it can import it; Prefect needs httpx.
-    code = (
-        "import httpx, importlib.util\n"
-        "from triggerflow._oauth import authlib_client\n"
-        "client = authlib_client(client_id='x')\n"
-        "assert isinstance(client, httpx.Client), type(client).__mro__\n"
-        "assert importlib.util.find_spec('httpx2') is None, 'httpx2 is installed'\n"
-    )
+def fresh_python(*lines: str) -> str:
+    """Run ``lines`` in a new interpreter (nothing imported yet); its stderr."""
+    code = "\n".join(lines) + "\n"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "deprecated" not in r.stderr  # Authlib's warning, filtered where it is expected
+    return r.stderr
+
+
+def test_authlib_runs_on_httpx_without_warnings() -> None:
+    # Authlib 1.9 switches to httpx2 whenever it can import it; Prefect needs httpx.
+    stderr = fresh_python(
+        "import httpx, importlib.util",
+        "from triggerflow._oauth import authlib_client",
+        "client = authlib_client(client_id='x')",
+        "assert isinstance(client, httpx.Client), type(client).__mro__",
+        "assert importlib.util.find_spec('httpx2') is None, 'httpx2 is installed'",
+    )
+    assert "deprecated" not in stderr  # Authlib's warning, filtered where it is expected
 
 
 def test_trello_requests_are_paced_to_the_token_window(
@@ -611,14 +619,12 @@ def test_trello_429_without_headers_waits_a_window(
 def test_the_cli_loads_prefect_only_when_a_command_needs_it() -> None:
     # serve sets PREFECT_API_URL after starting its server; Prefect imported before that
     # would not see it and start a server of its own on the first block load.
-    code = (
-        "import sys\n"
-        "from triggerflow.cli import build_parser\n"
-        "build_parser()\n"
-        "assert not [m for m in sys.modules if m.startswith('prefect')]\n"
-        "from triggerflow._connect import SERVICE_NAMES\n"
-        "from triggerflow.blocks import SERVICES\n"
-        "assert set(SERVICE_NAMES) == set(SERVICES)\n"
+    fresh_python(
+        "import sys",
+        "from triggerflow.cli import build_parser",
+        "build_parser()",
+        "assert not [m for m in sys.modules if m.startswith('prefect')]",
+        "from triggerflow._connect import SERVICE_NAMES",
+        "from triggerflow.blocks import SERVICES",
+        "assert set(SERVICE_NAMES) == set(SERVICES)",
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr

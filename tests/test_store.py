@@ -121,6 +121,21 @@ def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
     return p
 
 
+def test_tried_names_items_whose_send_got_no_answer_or_whose_run_died(store: Store) -> None:
+    keys = [i.key for i in items(3)]
+    with store.transaction() as con:
+        store.upsert_items(con, items(3), T0)
+        store.enqueue(con, ROUTE, keys, 10, T0)
+        assert store.tried(con, ROUTE, keys) == set()
+        claim = store.claim(con, ROUTE, T0, lease=timedelta(minutes=5))
+        assert len(claim.items) == 3
+        store.record(con, ROUTE, T0, sent=[keys[0]], unsent=[keys[1]], error="timed out")
+        # keys[2] stays claimed: its run died. After the lease it is owed again, noted.
+        again = store.claim(con, ROUTE, T0 + timedelta(minutes=6), lease=timedelta(minutes=5))
+        assert [i.key for i in again.items] == keys[1:]
+        assert store.tried(con, ROUTE, keys) == {keys[1], keys[2]}
+
+
 def test_a_lock_held_briefly_by_another_process_is_waited_for(store: Store) -> None:
     with store.transaction() as con:  # create the file first
         store.upsert_items(con, items(1), T0)

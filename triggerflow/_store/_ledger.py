@@ -104,8 +104,11 @@ class LedgerMixin:
             "INSERT OR REPLACE INTO routes VALUES ($1, $2, $3, $4)",
             [trigger, sink, target, str(limit) if limit else None],
         )
+        # The run that claimed these died; whether the service got them is unknown, which
+        # the note tells sinks that look before they send again (see ``tried``).
         con.execute(
-            "UPDATE deliveries SET state = $queued, updated_at = $now "
+            "UPDATE deliveries SET state = $queued, updated_at = $now, "
+            f"last_error = coalesce(last_error, '{INTERRUPTED}') "
             "WHERE sink = $sink AND target = $target AND state = $sending AND updated_at < $stale",
             {"queued": QUEUED, "sending": SENDING, "now": now, "sink": sink, "target": target,
              "stale": now - lease},
@@ -138,7 +141,7 @@ class LedgerMixin:
         trigger, sink, target = route
         rows = con.execute(
             f"SELECT source, item_id FROM deliveries, {_KEYS} WHERE {_WHERE} AND {_MATCH} "
-            "AND attempts > 0",
+            f"AND state <> '{SENT}' AND (attempts > 0 OR last_error IS NOT NULL)",
             {"trigger": trigger, "sink": sink, "target": target, **_key_lists(keys)},
         ).fetchall()
         return {(r[0], r[1]) for r in rows}
@@ -237,6 +240,8 @@ class LedgerMixin:
         ).fetchone()
         return int(row[0]) if row else 0
 
+
+INTERRUPTED = "a run ended while sending it"
 
 # The keys of one call as a relation, joined in UPDATE ... FROM (one statement per batch).
 _KEYS = "(SELECT unnest($key_sources) AS k_source, unnest($key_ids) AS k_id) k"
