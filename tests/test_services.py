@@ -628,3 +628,12 @@ def test_the_cli_loads_prefect_only_when_a_command_needs_it() -> None:
         "from triggerflow.blocks import SERVICES",
         "assert set(SERVICE_NAMES) == set(SERVICES)",
     )
+
+
+def test_the_token_is_never_sent_to_another_address(mastodon: MastodonStandIn) -> None:
+    from triggerflow._service_client import ServiceClient
+
+    mastodon_account(mastodon)
+    with ServiceClient("mastodon") as client, pytest.raises(ConfigurationError, match="not on"):
+        client.get("http://127.0.0.1:9/api/v1/timelines/home")  # e.g. a forged Link header
+    assert repr(client) == f"ServiceClient('mastodon', account='default', url='{mastodon.url}')"

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import _runtime
-from ._oauth import authlib_client, require_https
+from ._oauth import authlib_client, oauth_call, require_https
 from .blocks import ServiceAccount, WallabagAccount, block_name, load_service_account
 from .exceptions import (
     ConfigurationError,
@@ -181,8 +181,6 @@ class ServiceClient:
         block = self.block
         if not isinstance(block, WallabagAccount) or block.password is None:
             raise self._auth_error("the saved token has expired and cannot be refreshed")
-        from ._oauth import oauth_call
-
         try:
             token = oauth_call(
                 f"Wallabag {self.base}",
@@ -209,11 +207,13 @@ class ServiceClient:
     ) -> httpx.Response:
         """One API call; a 2xx/3xx response, or a :class:`ServiceError`.
 
-        ``path`` is relative to the account's URL (or a full URL of the same service, as
-        in a ``Link`` header); ``what`` names the thing for error messages (``"list
+        ``path`` is relative to the account's URL (or a full URL on it: the token is
+        never sent to another address); ``what`` names the thing for error messages (``"list
         5f…"``); ``kwargs`` go to httpx (``params``, ``data``, ``json``, ``headers``).
         """
         url = path if path.startswith(("http://", "https://")) else self.base + path
+        if not url.startswith(self.base + "/"):  # the token goes with it: never elsewhere
+            raise ConfigurationError(f"{self.name}: {url} is not on {self.base}")
         waited = 0.0
         refreshed = False
         for _ in range(MAX_RATE_WAITS + 1):
