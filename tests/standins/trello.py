@@ -794,27 +794,22 @@ class TrelloStandIn(StandIn):
                 return board
         return _text(404, NOT_FOUND)
 
-    async def _board(self, request: Request) -> Response:
-        req = await read_request(request)
-        token = self._auth(req)
+    async def _on_board(self, request: Request, answer: Any) -> Response:
+        """``answer(board)`` for the board of the path, once the token is checked."""
+        token = self._auth(await read_request(request))
         if isinstance(token, Response):
             return token
         with self.lock:
             board = self._find_board(request.path_params["id"])
             if isinstance(board, Response):
                 return board
-            return JSONResponse(copy.deepcopy(board))
+            return JSONResponse(answer(board))
+
+    async def _board(self, request: Request) -> Response:
+        return await self._on_board(request, copy.deepcopy)
 
     async def _board_lists(self, request: Request) -> Response:
-        req = await read_request(request)
-        token = self._auth(req)
-        if isinstance(token, Response):
-            return token
-        with self.lock:
-            board = self._find_board(request.path_params["id"])
-            if isinstance(board, Response):
-                return board
-            return JSONResponse(self.lists(board["id"]))
+        return await self._on_board(request, lambda board: self.lists(board["id"]))
 
     async def _board_actions(self, request: Request) -> Response:
         """rest/api-group-boards: GET /1/boards/{id}/actions."""

@@ -35,6 +35,7 @@ from ..exceptions import (
 )
 from ..limits import Limit, parse_limit
 from ..types import Item, Items, SinkReport
+from ._claim import claim_batch
 
 __all__ = ["Poster", "Send", "deliver", "delivery_id"]
 
@@ -123,23 +124,12 @@ def _deliver(
     route = (trigger, sink, target)
     log = _runtime.logger()
     report = SinkReport(sink, target, dry_run=dry_run)
-    with store.transaction(commit=not dry_run) as con:
-        t = now()
-        store.upsert_items(con, items, t, update=False)
-        report.skipped = store.enqueue(con, route, [i.key for i in items], first_run, t)
-        # Long enough for every item's request, with rate-limit waits, before a dead run's
-        # claim is given up.
-        claim = store.claim(
-            con, route, t, limit=limit, lease=timedelta(seconds=s.rate_limit_wait * 2 + 600)
-        )
-        tried = store.tried(con, route, [i.key for i in claim.items])
+    # Long enough for every item's request, with rate-limit waits, before a dead run's
+    # claim is given up.
+    lease = timedelta(seconds=s.rate_limit_wait * 2 + 600)
+    claim, tried = claim_batch(store, route, items, report, first_run=first_run, limit=limit,
+                               lease=lease)  # fmt: skip
     owed = claim.items
-    report.held, report.next_at = claim.waiting, claim.next_at
-    if claim.waiting:
-        log.info(
-            "%s → %s: %d item(s) wait for the limit %s (next at %s)", sink, target,
-            claim.waiting, limit, f"{claim.next_at:%H:%M}" if claim.next_at else "-",
-        )  # fmt: skip
     if dry_run:
         report.would_send = [poster.preview(i) for i in owed]
         report.queued = len(owed) + claim.waiting

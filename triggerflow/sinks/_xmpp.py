@@ -29,6 +29,7 @@ from ..exceptions import (
 )
 from ..limits import Limit, parse_limit
 from ..types import Item, Items, SinkReport
+from ._claim import claim_batch
 from ._format import Format, render
 
 __all__ = ["xmpp"]
@@ -127,21 +128,11 @@ def _deliver(
     route = (trigger, "xmpp", target)
     log = _runtime.logger()
     report = SinkReport("xmpp", target, dry_run=dry_run)
-    with store.transaction(commit=not dry_run) as con:
-        t = now()
-        store.upsert_items(con, items, t, update=False)  # store first, also for ad-hoc items
-        report.skipped = store.enqueue(con, route, [i.key for i in items], first_run, t)
-        # A lease long enough for every bounded step of a send (connect, join, acks).
-        claim = store.claim(
-            con, route, t, limit=limit, lease=timedelta(seconds=s.xmpp_timeout * 4 + 60)
-        )
+    # A lease long enough for every bounded step of a send (connect, join, acks).
+    lease = timedelta(seconds=s.xmpp_timeout * 4 + 60)
+    claim, _ = claim_batch(store, route, items, report, first_run=first_run, limit=limit,
+                           lease=lease)  # fmt: skip
     owed = claim.items
-    report.held, report.next_at = claim.waiting, claim.next_at
-    if claim.waiting:
-        log.info(
-            "xmpp → %s: %d item(s) wait for the limit %s (next at %s)",
-            target, claim.waiting, limit, f"{claim.next_at:%H:%M}" if claim.next_at else "-",
-        )  # fmt: skip
     bodies = {_key(i): render(i, fmt) for i in owed}
     if dry_run:
         report.would_send = list(bodies.values())
