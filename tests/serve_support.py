@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,16 +52,40 @@ class Serve:
             start_new_session=True,  # like a terminal: Ctrl-C goes to the whole group
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        lines: list[str] = []
-        for line in self.proc.stdout:
-            lines.append(line)
-            if "Serving" in line or time.monotonic() > deadline:
-                break
-        self.output += lines
-        out = "".join(lines)
+        self.output = []
+        # Read all along (a full pipe would block serve), so tests can wait for a line.
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        self._seen = 0
+        out = self.wait_for("Serving", timeout)
         assert "Serving" in out, out
+        return out
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """Wait until serve prints a line containing ``text`` (or stops, or ``timeout``);
+        returns what it printed since the last wait."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.output[self._seen :]):
+                break
+            if (
+                self.proc is not None
+                and self.proc.poll() is not None
+                and not self._reader.is_alive()
+            ):
+                break
+            time.sleep(0.1)
+        end = len(self.output)
+        if any(text in line for line in self.output[self._seen :]):
+            end = self._seen + next(
+                i + 1 for i, line in enumerate(self.output[self._seen :]) if text in line
+            )
+        out, self._seen = "".join(self.output[self._seen : end]), end
         return out
 
     def deployments(self, count: int, timeout: float = 30) -> dict[str, dict]:
@@ -89,16 +114,19 @@ class Serve:
         )  # fmt: skip
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> str:
+        """Stop it like a terminal or a service manager would; what it printed since."""
         assert self.proc is not None
         if sig == signal.SIGINT:
             os.killpg(self.proc.pid, sig)  # what a terminal does on Ctrl-C
         else:
             self.proc.send_signal(sig)
         try:
-            rest, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise
+        self._reader.join(10)
+        rest, self._seen = "".join(self.output[self._seen :]), len(self.output)
         return rest
 
     def kill(self) -> None:

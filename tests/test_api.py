@@ -63,6 +63,50 @@ def test_bad_cron_is_a_clear_error() -> None:
         cron("every day")
 
 
+@pytest.mark.parametrize(
+    ("expression", "timezone", "says"),
+    [
+        ("61 25 * * *", "UTC", "minute '61': 61 is not in 0-59; hour '25': 25 is not in 0-23"),
+        ("0 24 * * *", "UTC", "hour '24': 24 is not in 0-23"),
+        ("*/15 * * * 8", "UTC", "day of week '8': 8 is not in 0-7 or sun-sat"),
+        ("0 0 32 * *", "UTC", "day of month '32': 32 is not in 1-31"),
+        ("0 0 * 13 *", "UTC", "month '13': 13 is not in 1-12 or jan-dec"),
+        ("30-10 * * * *", "UTC", "the range 30-10 runs backwards"),
+        ("*/0 * * * *", "UTC", "the step /0 must be 1-59"),
+        ("0 7 * * *", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_each_cron_field_and_the_timezone_are_checked_when_defined(
+    expression: str, timezone: str, says: str
+) -> None:
+    """Found when the trigger is defined, with the field and its range, not at deploy."""
+    from triggerflow import cron
+
+    with pytest.raises(TriggerflowError) as e:
+        cron(expression, timezone=timezone)
+    assert says in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "expression", ["0 8 * * 1-5", "*/30 7-22 * * *", "0 8 1,15 jan-jun mon-fri", "@daily",
+                   "0 8 * * 7", "0 9 * * SUN"],
+)  # fmt: skip
+def test_good_cron_expressions_pass(expression: str) -> None:
+    from triggerflow import cron
+
+    assert cron(expression, timezone="Europe/Paris").expression == expression
+
+
+def test_interval_schedules_have_a_fixed_anchor() -> None:
+    """Restarting serve must not move an interval trigger's runs (Prefect's default
+    anchor is the moment of deploying)."""
+    from triggerflow import every
+    from triggerflow.schedules import ANCHOR, to_prefect
+
+    first, again = to_prefect(every("1h")), to_prefect(every("1h"))
+    assert first.anchor_date == again.anchor_date == ANCHOR  # type: ignore[attr-defined]
+
+
 def test_sinks_outside_a_trigger_say_how_to_use_them() -> None:
     from triggerflow.sinks import xmpp
 

@@ -11,7 +11,7 @@ from .exceptions import TriggerflowError
 
 @dataclass(frozen=True)
 class DeploymentInfo:
-    """One trigger's deployment and its latest flow run, as Prefect reports them."""
+    """One trigger's deployment, its last finished run and its next scheduled one."""
 
     name: str
     deployed: bool
@@ -19,12 +19,28 @@ class DeploymentInfo:
     last_state: str | None = None
     last_run_at: datetime | None = None
     last_message: str | None = None
+    next_run_at: datetime | None = None
+
+
+# A run that is over, whatever its outcome (Prefect's terminal state types).
+_FINISHED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 async def _fetch(names: list[str]) -> dict[str, DeploymentInfo]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
+
+    def in_states(*types: str) -> FlowRunFilter:
+        kinds = [StateType(t) for t in types]
+        return FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=kinds)))
 
     out: dict[str, DeploymentInfo] = {}
     async with get_client() as client:
@@ -35,13 +51,18 @@ async def _fetch(names: list[str]) -> dict[str, DeploymentInfo]:
             )
         }
         for name in names:
-            runs = await client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[name])),
-                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                limit=5,
-            )
-            # The newest run that did something (not a future scheduled one).
-            done = [r for r in runs if r.state and r.state.type.value not in ("SCHEDULED",)]
+            flow = FlowFilter(name=FlowFilterName(any_=[name]))
+            # Asked for separately: the newest runs of a scheduled deployment are its
+            # future ones (the server keeps up to 100 ahead), so "the newest five"
+            # rarely holds a finished one.
+            done = await client.read_flow_runs(
+                flow_filter=flow, flow_run_filter=in_states(*_FINISHED),
+                sort=FlowRunSort.END_TIME_DESC, limit=1,
+            )  # fmt: skip
+            ahead = await client.read_flow_runs(
+                flow_filter=flow, flow_run_filter=in_states("SCHEDULED"),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1,
+            )  # fmt: skip
             last = done[0] if done else None
             d = deployments.get(name)
             out[name] = DeploymentInfo(
@@ -49,8 +70,13 @@ async def _fetch(names: list[str]) -> dict[str, DeploymentInfo]:
                 deployed=d is not None,
                 paused=d.paused if d is not None else None,
                 last_state=last.state.name if last and last.state else None,
-                last_run_at=(last.start_time or last.expected_start_time) if last else None,
+                last_run_at=(last.end_time or last.start_time) if last else None,
                 last_message=last.state.message if last and last.state else None,
+                next_run_at=(
+                    ahead[0].expected_start_time
+                    if ahead and d is not None and not d.paused
+                    else None
+                ),
             )
     return out
 

@@ -27,7 +27,13 @@ class Discovered:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _load_file(path: Path) -> list[Trigger]:
+def load_file(path: Path) -> list[Trigger]:
+    """Import one flows file (again, if it was imported before) and return its triggers.
+
+    Raises:
+        FlowsLoadError: it does not import; the message names the file and the line of
+            *that file* where it went wrong.
+    """
     name = f"{path.parent.name}.{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -38,11 +44,25 @@ def _load_file(path: Path) -> list[Trigger]:
         spec.loader.exec_module(module)
     except Exception as e:
         del sys.modules[name]
-        last = traceback.extract_tb(e.__traceback__)[-1]
-        raise FlowsLoadError(
-            f"flows file {path}: {type(e).__name__}: {e} (line {last.lineno})"
-        ) from e
+        raise FlowsLoadError(f"flows file {path}: {_describe(e, path)}") from e
     return [v for v in vars(module).values() if isinstance(v, Trigger)]
+
+
+def _describe(e: BaseException, path: Path) -> str:
+    """``SyntaxError: invalid syntax (line 7)``, the line being one of the user's file.
+
+    A SyntaxError carries its own position (its traceback is the import machinery's);
+    any other error is placed at the deepest frame of the user's file, not at
+    triggerflow's line that raised it (a bad ``every()`` is the caller's mistake).
+    """
+    if isinstance(e, SyntaxError):
+        where = f"line {e.lineno}" if e.lineno else "unknown line"
+        if e.filename and Path(e.filename).resolve() != path.resolve():
+            where = f"{e.filename}, {where}"
+        return f"{type(e).__name__}: {e.msg} ({where})"
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
+    where = f" (line {frames[-1].lineno})" if frames else ""
+    return f"{type(e).__name__}: {e}{where}"
 
 
 def discover(flows_dir: Path) -> Discovered:
@@ -54,7 +74,7 @@ def discover(flows_dir: Path) -> Discovered:
         if path.name.startswith("_"):
             continue
         try:
-            triggers = _load_file(path.resolve())
+            triggers = load_file(path.resolve())
         except FlowsLoadError as e:
             found.errors[path] = str(e)
             continue

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -171,7 +172,35 @@ class LocalPrefectServer:
 def write_state(s: Settings, api_url: str, ui_url: str) -> None:
     """Tell other ``triggerflow`` commands where the running serve's Prefect API is."""
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    s.serve_state.write_text(json.dumps({"pid": os.getpid(), "api_url": api_url, "ui_url": ui_url}))
+    _write_state(s, {"pid": os.getpid(), "api_url": api_url, "ui_url": ui_url})
+
+
+def _write_state(s: Settings, state: dict[str, Any]) -> None:
+    # Written aside, then renamed: a reader never sees half a file.
+    tmp = s.serve_state.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(s.serve_state)
+
+
+def update_state(s: Settings, *, broken: dict[str, str]) -> None:
+    """Record what serve could not serve (trigger or file -> why) for ``list``."""
+    try:
+        state = json.loads(s.serve_state.read_text())
+    except (OSError, ValueError):
+        return  # serve has not announced itself (yet): nothing to add to
+    state["broken"] = broken
+    _write_state(s, state)
+
+
+def serve_problems(s: Settings) -> dict[str, str]:
+    """What the running serve reported as not served (trigger or file -> why)."""
+    if running_serve(s) is None:
+        return {}
+    try:
+        broken = json.loads(s.serve_state.read_text()).get("broken", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in broken.items()} if isinstance(broken, dict) else {}
 
 
 def clear_state(s: Settings) -> None:

@@ -205,41 +205,47 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _serve_triggers(s: Settings, ui_url: str, say: Say) -> int:
-    from ._discovery import discover
+    import asyncio
 
-    found = discover(s.flows_dir)
-    for path, why in found.errors.items():
-        say(f"  ✗ {path}: {why}")
-    if not found.triggers:
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+
+    from ._watch import ServedTriggers
+
+    served = ServedTriggers(s, say)
+    plan = served.scan()
+    if not served.triggers and not served.broken:
         where = Path(s.flows_dir).resolve()
         raise ConfigurationError(
             f"no triggers found in {where}; write one (see README) or set TRIGGERFLOW_FLOWS_DIR"
         )
-    from .vacation import paused_reasons
-
-    held = paused_reasons(found.triggers)
-    deployments = []
-    for name, t in sorted(found.triggers.items()):
-        problems = t.check()
-        when = t.when
-        if problems:
-            say(f"  ⏸ {name} ({when}): not configured: {'; '.join(problems)}")
-        elif name in held:
-            say(f"  ⏸ {name} ({when}): {held[name]}")
-        else:
-            say(f"  ✓ {name} ({when})")
-        deployments.append(deployment_for(t, problems, held.get(name)))
-
-    import prefect
-
-    bot = _start_bot(s, found.triggers, say)
-    say(f"Serving {len(deployments)} trigger(s). Prefect UI: {ui_url}  (Ctrl-C to stop)")
     # pause_on_shutdown=False: stopping serve must not look like a vacation (issue 5
     # keeps its own record of what was paused by the user).
+    runner = Runner(pause_on_shutdown=False)
+    bot = _start_bot(s, served.triggers, say)
     # Prefect's own SIGTERM handler leaves a coroutine un-awaited (3.8.8); harmless.
     warnings.filterwarnings("ignore", "coroutine 'Runner.astop' was never awaited")
+
+    async def main() -> None:
+        await served.apply(runner, plan)
+        say(f"Serving {len(served.deployed)} trigger(s). Prefect UI: {ui_url}  (Ctrl-C to stop)")
+        await served.catch_up()
+        watching = asyncio.create_task(served.watch(runner))
+        running = asyncio.create_task(runner.start())
+        await asyncio.sleep(0)  # the runner has installed its SIGTERM handler by now
+        if threading.current_thread() is threading.main_thread():
+            # With the watcher beside it, Prefect's handler (stop the runner, then exit)
+            # left serve running for more than 30 s (test_serve): stop like Ctrl-C instead.
+            signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+        try:
+            await running
+        finally:
+            watching.cancel()
+
     try:
-        prefect.serve(*deployments, pause_on_shutdown=False, print_starting_message=False)
+        asyncio.run(main())
+    except (KeyboardInterrupt, TerminationSignal):  # Ctrl-C, or Prefect's SIGTERM handler
+        pass
     finally:
         if bot is not None:
             bot.stop()

@@ -57,10 +57,13 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
     from ._discovery import discover
 
     found = discover(s.flows_dir)
-    for path, why in found.errors.items():
-        say(f"✗ {path}: {why}")
+    for why in found.errors.values():
+        say(f"✗ {why}")  # the message names the file
     if not found.triggers:
-        say(f"No triggers in {s.flows_dir.resolve()}.")
+        say(
+            f"No triggers in {s.flows_dir.resolve()}. Run triggerflow where your flows/ folder"
+            " is, or name it: --flows DIR or TRIGGERFLOW_FLOWS_DIR."
+        )
         return 1 if found.errors else 0
     info: dict[str, Any] = {}
     note = "Prefect: not running (start `triggerflow serve` to see paused/last run)"
@@ -73,13 +76,17 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
         except TriggerflowError as e:
             note = str(e)
     from . import vacation
+    from ._prefect_server import serve_problems
 
     held = vacation.paused_reasons(found.triggers)
+    broken = serve_problems(s)  # what the running serve could not deploy, and why
     rows = []
     for name, t in sorted(found.triggers.items()):
         problems = t.check()
         d = info.get(name)
-        if problems:
+        if name in broken:
+            status = "broken"
+        elif problems:
             status = "not configured"
         elif name in held:
             status = "paused (vacation)" if held[name].startswith("on vacation") else "paused"
@@ -90,10 +97,10 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
         else:
             status = "paused" if d.paused else "active"
         last = f"{d.last_state} {_when(d.last_run_at)}" if d and d.last_state else "-"
-        rows.append((name, t.when, status, last))
-    say(_table(rows, ("TRIGGER", "SCHEDULE", "STATUS", "LAST RUN")))
+        rows.append((name, t.when, status, last, _when(d.next_run_at if d else None)))
+    say(_table(rows, ("TRIGGER", "SCHEDULE", "STATUS", "LAST RUN", "NEXT RUN")))
     for name, t in sorted(found.triggers.items()):
-        for problem in t.check():
+        for problem in ([broken[name]] if name in broken else []) + t.check():
             say(f"  {name}: {problem}")
     away = vacation.status()
     if away.active and away.since is not None:
@@ -365,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    p.add_argument("--flows", metavar="DIR", help="folder of trigger files (default: ./flows)")
+    p.add_argument(
+        "--flows", metavar="DIR",
+        help=f"folder of trigger files (default: TRIGGERFLOW_FLOWS_DIR or ./flows; "
+        f"now: {os.environ.get('TRIGGERFLOW_FLOWS_DIR') or './flows'})",
+    )  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, fn: Callable[..., int], help_: str, desc: str) -> argparse.ArgumentParser:
@@ -381,13 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Deploy every trigger in the flows folder with its schedule and run them until\n"
         "Ctrl-C. Without PREFECT_API_URL a local Prefect server (SQLite in the data dir)\n"
         "is started first and stopped on exit. Triggers whose account is not configured\n"
-        "are deployed paused and listed with the reason.",
+        "are deployed paused and listed with the reason. The flows folder is watched: new,\n"
+        "changed and removed trigger files are deployed or removed within seconds.",
     )  # fmt: skip
     add(
-        "list", cmd_list, "list triggers: schedule, paused or not, last run",
+        "list", cmd_list, "list triggers: schedule, status, last and next run",
         "List the triggers in the flows folder with their schedule, whether their\n"
-        "deployment is active or paused, and their last run (from the Prefect server of a\n"
-        "running `triggerflow serve`, or PREFECT_API_URL).",
+        "deployment is active, paused or broken, their last finished run and their next\n"
+        "scheduled one (from the Prefect server of a running `triggerflow serve`, or\n"
+        "PREFECT_API_URL).",
     )  # fmt: skip
     sp = add(
         "run", cmd_run, "run one trigger now, through Prefect",
