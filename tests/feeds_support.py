@@ -5,13 +5,18 @@
 fixed start (so the last title is the newest). Responses carry ETag and Last-Modified and
 answer conditional requests with 304; gzip when the client accepts it. Other routes:
 ``raw`` (any body), ``broken`` (an error status), ``slow`` (answers after a delay),
-``redirect``.
+``redirect``, ``trickle`` (the body one byte at a time) and ``cut_short`` (the connection
+closes halfway through the body). ``tls_feeds`` is the same server over HTTPS with a
+self-signed certificate, which no client trusts.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import ssl
+import subprocess
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
@@ -35,12 +41,15 @@ class Route:
     location: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    trickle: float = 0.0  # seconds between the body's bytes
+    cut_short: bool = False  # close the connection after half of the body
 
 
 class FeedServer:
     """The server and its routes; one per session, routes reset per test."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, Route] = {}
         self.requests: Counter[str] = Counter()
         self.not_modified: Counter[str] = Counter()
@@ -67,6 +76,8 @@ class FeedServer:
                 # a client that gave up on a slow answer: not worth a traceback
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -74,7 +85,7 @@ class FeedServer:
 
     # -- the test's side --------------------------------------------------------------
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def publish(self, path: str, titles: Sequence[str], *, kind: str = "rss") -> None:
         """Serve a feed with one item per title (item i: guid/link ``url#i``)."""
@@ -125,6 +136,16 @@ class FeedServer:
         self.publish(path, titles)
         self.routes[path].delay = delay
 
+    def trickle(self, path: str, every: float, titles: Sequence[str] = ("trickled",)) -> None:
+        """Serve a feed whose body comes one byte every ``every`` seconds."""
+        self.publish(path, titles)
+        self.routes[path].trickle = every
+
+    def cut_short(self, path: str, titles: Sequence[str] = ("cut",)) -> None:
+        """Announce the whole feed's length, send half of it and close the connection."""
+        self.publish(path, titles)
+        self.routes[path].cut_short = True
+
     def redirect(self, path: str, to: str, status: int = 301) -> None:
         with self._lock:
             self.routes[path] = Route(status=status, location=self.url(to))
@@ -173,7 +194,30 @@ class FeedServer:
             h.end_headers()
             return None
         extra = {"ETag": route.etag or "", "Last-Modified": route.last_modified or ""}
+        if route.trickle or route.cut_short:
+            return self._send_partly(h, path, route)
         return self._send(h, 200, route.body, route.content_type, extra)
+
+    def _send_partly(self, h: BaseHTTPRequestHandler, path: str, route: Route) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", route.content_type)
+        h.send_header("Content-Length", str(len(route.body)))
+        h.end_headers()
+        if route.cut_short:
+            h.wfile.write(route.body[: len(route.body) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        for n in range(len(route.body)):
+            # Stops when the client gives up (the write fails), the server closes or the
+            # test is over (its routes are reset), so no trickle outlives its test for long.
+            if self._closing.wait(route.trickle if n else 0) or self.routes.get(path) is not route:
+                return
+            try:
+                h.wfile.write(route.body[n : n + 1])
+                h.wfile.flush()
+            except OSError:
+                return
 
     @staticmethod
     def _send(
@@ -204,6 +248,38 @@ def feed_server() -> Iterator[FeedServer]:
         yield server
     finally:
         server.close()
+
+
+def self_signed_tls(folder: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+    key, cert = folder / "feeds.key", folder / "feeds.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def tls_feed_server() -> Iterator[FeedServer]:
+    with tempfile.TemporaryDirectory() as folder:
+        server = FeedServer(tls=self_signed_tls(Path(folder)))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def tls_feeds(tls_feed_server: FeedServer) -> Iterator[FeedServer]:
+    """Like ``feeds``, over HTTPS with a self-signed certificate (so: not trusted)."""
+    tls_feed_server.reset()
+    yield tls_feed_server
+    tls_feed_server.reset()
 
 
 @pytest.fixture

@@ -203,6 +203,12 @@ def test_server_down_is_unavailable_quickly(prosody: Prosody) -> None:
 
     assert isinstance(result.error, XMPPUnavailable), repr(result.error)
     assert f"{prosody.host}:{prosody.port}" in str(result.error)
+    assert "connection refused" in str(result.error)
+    chain, e = [], result.error  # nothing of run_sync's loop lookup in what the alert shows
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    assert not any("event loop" in str(x) for x in chain), chain
     assert result.sent == [] and result.rejected == {}
     assert elapsed < conn.timeout + 5  # bounded: slixmpp alone would retry forever
     # down() brought it back on the same port: the same connection works again.

@@ -21,6 +21,13 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    # Never run the coroutine inside the ``except`` above: every exception raised in it
+    # would get that RuntimeError as its ``__context__``, and every feed failure read
+    # "no running event loop" (issue 15).
+    if not running:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="triggerflow-async") as ex:
         return ex.submit(asyncio.run, coro).result()

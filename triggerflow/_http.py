@@ -2,12 +2,16 @@
 
 httpx exceptions never leave this module: they become :class:`FeedUnavailable`
 (worth retrying: no answer, timeout, 5xx, 429) or :class:`FeedInvalid` (an
-answer that retrying will not change: 4xx, too many redirects, a bad URL).
+answer that retrying will not change: 4xx, too many redirects, a bad URL, a TLS
+certificate that is not trusted). Each request has one deadline, the feed timeout,
+for all of it: connecting, waiting and reading the body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +29,7 @@ _ACCEPT = (
     "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
 )
 MAX_BODY = 20 * 1024 * 1024  # a "feed" larger than this is not one; stop reading
+_CONNECT_TIMEOUT = 10.0  # at most; a longer feed timeout is for slow answers, not connects
 _PERMANENT_REDIRECTS = {301, 308}
 
 
@@ -59,47 +64,36 @@ def _status_error(url: str, response: httpx.Response) -> FeedError:
     return FeedInvalid(url, status)
 
 
+@dataclass
+class _Progress:
+    """How far one request got, for an error that says where it stopped."""
+
+    response: httpx.Response | None = None  # set once the status line and headers are in
+
+    def received(self) -> str:
+        """E.g. "10 of 402 bytes" (as sent, before any decompression); "" before headers."""
+        r = self.response
+        if r is None:
+            return ""
+        size = r.headers.get("content-length", "")
+        of = f" of {size}" if size.isdigit() else ""
+        return f"{r.num_bytes_downloaded}{of} bytes"
+
+    def so_far(self) -> str:
+        return f" ({self.received()})" if self.response is not None else ""
+
+
 async def _fetch_one(client: httpx.AsyncClient, req: FeedRequest, timeout: float) -> FeedResponse:
-    headers = {}
-    if req.etag:
-        headers["If-None-Match"] = req.etag
-    if req.last_modified:
-        headers["If-Modified-Since"] = req.last_modified
     shown = req.source  # errors name the feed as the user wrote it
+    progress = _Progress()
     try:
-        async with client.stream("GET", req.url, headers=headers) as r:
-            next_url = req.url
-            hops = [h.status_code for h in r.history]
-            if hops and all(code in _PERMANENT_REDIRECTS for code in hops):
-                next_url = str(r.url)
-            if r.status_code == 304:
-                # Reading the (empty) body lets the connection go back to the pool;
-                # an unread response closes it, and the next feed pays a new connect.
-                await r.aread()
-                return FeedResponse(  # a 304 may carry new validators (RFC 9110 15.4.5)
-                    req, next_url, etag=r.headers.get("etag") or req.etag,
-                    last_modified=r.headers.get("last-modified") or req.last_modified,
-                    not_modified=True,
-                )  # fmt: skip
-            if r.status_code >= 400:
-                return FeedResponse(req, req.url, error=_status_error(shown, r))
-            chunks, size = [], 0
-            async for chunk in r.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_BODY:
-                    err = FeedInvalid(shown, f"larger than {MAX_BODY // 2**20} MiB, not read")
-                    return FeedResponse(req, req.url, error=err)
-                chunks.append(chunk)
-            return FeedResponse(
-                req,
-                next_url,
-                body=b"".join(chunks),
-                headers={k.lower(): v for k, v in r.headers.items()},
-                etag=r.headers.get("etag"),
-                last_modified=r.headers.get("last-modified"),
-            )
-    except httpx.TimeoutException as e:
-        err: FeedError = FeedUnavailable(shown, f"no answer within {timeout:g} s")
+        # One deadline for the whole request, body included. httpx's timeouts are per
+        # read, so a server sending one byte every few seconds held a run for minutes
+        # and kept the good feeds of the same call waiting (issue 15).
+        async with asyncio.timeout(timeout):
+            return await _get(client, req, shown, progress)
+    except (TimeoutError, httpx.TimeoutException) as e:
+        err: FeedError = FeedUnavailable(shown, _timeout_reason(e, progress, timeout))
         err.__cause__ = e
     except httpx.TooManyRedirects as e:
         err = FeedInvalid(shown, "too many redirects")
@@ -108,7 +102,20 @@ async def _fetch_one(client: httpx.AsyncClient, req: FeedRequest, timeout: float
         err = FeedInvalid(shown, f"not a usable URL ({e})")
         err.__cause__ = e
     except httpx.ConnectError as e:
-        err = FeedUnavailable(shown, f"cannot connect ({_root_cause(e)})")
+        cause = _root_cause(e)
+        if cause.startswith(_UNTRUSTED):  # a person must fix the certificate or the CA
+            err = FeedInvalid(shown, cause)
+        else:
+            err = FeedUnavailable(shown, f"cannot connect ({cause})")
+        err.__cause__ = e
+    except httpx.RemoteProtocolError as e:
+        err = FeedUnavailable(shown, _protocol_reason(e, progress))
+        err.__cause__ = e
+    except httpx.TransportError as e:  # e.g. the connection reset while reading
+        where = "while sending the answer" if progress.response else "before answering"
+        err = FeedUnavailable(
+            shown, f"connection lost {where}{progress.so_far()}: {_root_cause(e)}"
+        )
         err.__cause__ = e
     except httpx.HTTPError as e:
         err = FeedUnavailable(shown, f"{type(e).__name__}: {_root_cause(e)}")
@@ -116,15 +123,117 @@ async def _fetch_one(client: httpx.AsyncClient, req: FeedRequest, timeout: float
     return FeedResponse(req, req.url, error=err)
 
 
+async def _get(
+    client: httpx.AsyncClient, req: FeedRequest, shown: str, progress: _Progress
+) -> FeedResponse:
+    headers = {}
+    if req.etag:
+        headers["If-None-Match"] = req.etag
+    if req.last_modified:
+        headers["If-Modified-Since"] = req.last_modified
+    async with client.stream("GET", req.url, headers=headers) as r:
+        progress.response = r
+        next_url = req.url
+        hops = [h.status_code for h in r.history]
+        if hops and all(code in _PERMANENT_REDIRECTS for code in hops):
+            next_url = str(r.url)
+        if r.status_code == 304:
+            # Reading the (empty) body lets the connection go back to the pool;
+            # an unread response closes it, and the next feed pays a new connect.
+            await r.aread()
+            return FeedResponse(  # a 304 may carry new validators (RFC 9110 15.4.5)
+                req, next_url, etag=r.headers.get("etag") or req.etag,
+                last_modified=r.headers.get("last-modified") or req.last_modified,
+                not_modified=True,
+            )  # fmt: skip
+        if r.status_code >= 400:
+            return FeedResponse(req, req.url, error=_status_error(shown, r))
+        chunks, size = [], 0
+        async for chunk in r.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_BODY:
+                err = FeedInvalid(shown, f"larger than {MAX_BODY // 2**20} MiB, not read")
+                return FeedResponse(req, req.url, error=err)
+            chunks.append(chunk)
+        return FeedResponse(
+            req,
+            next_url,
+            body=b"".join(chunks),
+            headers={k.lower(): v for k, v in r.headers.items()},
+            etag=r.headers.get("etag"),
+            last_modified=r.headers.get("last-modified"),
+        )
+
+
+def _timeout_reason(e: Exception, progress: _Progress, timeout: float) -> str:
+    if isinstance(e, httpx.ConnectTimeout):
+        return f"cannot connect within {min(timeout, _CONNECT_TIMEOUT):g} s"
+    if progress.response is None:
+        return f"no answer within {timeout:g} s"
+    return (
+        f"answer not complete within {timeout:g} s, the deadline for one feed "
+        f"(TRIGGERFLOW_HTTP_TIMEOUT): {progress.received()} had arrived"
+    )
+
+
+def _protocol_reason(e: httpx.RemoteProtocolError, progress: _Progress) -> str:
+    text = _root_cause(e)
+    if progress.response is not None and "complete message body" in text:
+        return f"server closed the connection before the whole answer arrived{progress.so_far()}"
+    if progress.response is None and "without sending a response" in text:
+        return "server closed the connection without answering"
+    return f"not a valid HTTP answer ({text})"
+
+
+_UNTRUSTED = "TLS certificate not trusted"
+# httpcore translates transport errors with ``raise ... from exc``, but its connection
+# pool re-raises them ``from None``, which drops the cause and leaves it as the
+# (suppressed) context: from httpx's and httpcore's own exceptions the context is the
+# cause. Anywhere else an implicit context is whatever was being handled nearby, e.g. the
+# RuntimeError of an event loop lookup, which once became every feed's "cause" (issue 15).
+_CONTEXT_IS_CAUSE = ("httpx", "httpcore")
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+    """``e`` and what caused it, outermost first, the root last."""
+    chain: list[BaseException] = []
+    nxt: BaseException | None = e
+    while nxt is not None and all(nxt is not seen for seen in chain):
+        e = nxt
+        chain.append(e)
+        if e.__cause__ is not None:
+            nxt = e.__cause__
+        elif isinstance(e, BaseExceptionGroup):  # anyio: every address that was tried
+            nxt = e.exceptions[0]
+        elif type(e).__module__.startswith(_CONTEXT_IS_CAUSE):
+            nxt = e.__context__
+        else:
+            nxt = None
+    return chain
+
+
 def _root_cause(e: BaseException) -> str:
-    while e.__cause__ is not None or e.__context__ is not None:
-        e = e.__cause__ or e.__context__  # type: ignore[assignment]
-    text = str(e) or type(e).__name__
-    if "Connection refused" in text or "Errno 111" in text:
+    chain = _causes(e)
+    for x in chain:
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return f"{_UNTRUSTED}: {x.verify_message or x.reason}"
+    root = chain[-1]
+    text = str(root) or type(root).__name__
+    if isinstance(root, ssl.SSLError):
+        return f"TLS failed: {root.reason or text}"
+    if isinstance(root, ConnectionRefusedError) or "Errno 111" in text:
         return "connection refused"
-    if "Name or service not known" in text or "Errno -2" in text:
+    if isinstance(root, socket.gaierror):
+        if root.errno in _NO_SUCH_NAME:
+            return "unknown host name"
+        if root.errno == socket.EAI_AGAIN:
+            return "host name lookup failed (is a DNS server reachable?)"
+    if "Name or service not known" in text:
         return "unknown host name"
     return text
+
+
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 # httpcore's pool re-examines every connection for every waiting request on each
@@ -153,7 +262,8 @@ async def fetch_all(
     clients = [
         httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            # Per read, as httpx counts; _fetch_one adds the deadline for the whole request.
+            timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
             limits=httpx.Limits(max_connections=_POOL, max_keepalive_connections=_POOL),
             follow_redirects=True,
             max_redirects=5,

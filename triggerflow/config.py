@@ -47,7 +47,9 @@ class Settings:
             older ones are recorded as skipped (``TRIGGERFLOW_FIRST_RUN``).
         store_wait: seconds to wait for another process's lock on the store before
             giving up with a clear error (``TRIGGERFLOW_STORE_WAIT``).
-        http_timeout: seconds for one feed request (``TRIGGERFLOW_HTTP_TIMEOUT``).
+        http_timeout: deadline in seconds for the whole of one feed request, connecting
+            and reading the body included (``TRIGGERFLOW_HTTP_TIMEOUT``); for the web
+            services' APIs, the bound of each read.
         http_connections: concurrent connections of one source call
             (``TRIGGERFLOW_HTTP_CONNECTIONS``).
         rate_limit_wait: the longest a source or sink of a web service (Mastodon,

@@ -130,7 +130,8 @@ class FeedUnavailable(FeedError, TransientError):
 
 
 class FeedInvalid(FeedError, PermanentError):
-    """The feed answered, but with an error status or something that is not a feed."""
+    """The feed answered with an error status or something that is not a feed, or its
+    server's TLS certificate is not trusted."""
 
 
 class SinkError(TriggerflowError):
