@@ -36,7 +36,7 @@ def test_schema_is_versioned_and_migrations_run_once(store: Store) -> None:
         con.execute("INSERT INTO meta VALUES ('marker', 'kept')")
     with store.transaction() as con:  # reopening does not migrate again
         rows = dict(con.execute("SELECT key, value FROM meta").fetchall())
-    assert rows == {"schema_version": str(VERSION), "marker": "kept"}
+    assert rows == {"schema_version": str(VERSION), "application": "triggerflow", "marker": "kept"}
 
 
 def test_a_newer_schema_is_refused_clearly(store: Store) -> None:
