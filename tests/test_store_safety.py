@@ -46,7 +46,8 @@ def count(path: Path, sql: str = "SELECT count(*) FROM items") -> int:
 
 def corrupt_items_block(path: Path) -> None:
     """Overwrite bytes inside the block that holds the items' data (not the header)."""
-    con = duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path))
+    con.execute("CHECKPOINT")  # the store leaves recent writes in the WAL: write them out
     (block,) = con.execute(
         "SELECT min(block_id) FROM pragma_storage_info('items') WHERE block_id >= 0"
     ).fetchone()  # type: ignore[misc]

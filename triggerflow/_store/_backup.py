@@ -84,6 +84,9 @@ def copy_store(path: Path, wait: float, dest: Path) -> None:
             for p in (dest, Path(f"{dest}.wal")):
                 p.unlink(missing_ok=True)
             raise
+        # The store's connections do not checkpoint on close (CHECKPOINT_WAL), nor would the
+        # copy: checkpoint it, so that the backup is one file without a WAL.
+        con.execute(f"CHECKPOINT {_ALIAS}")
         con.execute(f"DETACH {_ALIAS}")
 
 

@@ -20,6 +20,7 @@ extension triggerflow uses, fts, is loaded explicitly (``triggerflow._fts``).
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 import threading
@@ -47,6 +48,15 @@ CONFIG: dict[str, str | bool | int | float] = {
 # Bytes 8-11 of every DuckDB file (after the header block's checksum).
 _MAGIC = b"DUCK"
 _OTHER_FORMATS = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file"}
+
+# DuckDB 1.4.4 leaks one 256 KiB block per index changed at every checkpoint of a file it
+# opened anew (duckdb/duckdb#19468; fixed in 1.4.5, for which duckdb-ext-fts ships no
+# fts). Its default, a checkpoint at every close, is one per write transaction here:
+# ~1 MB per run of a trigger. So connections leave what they wrote in the WAL (which
+# DuckDB replays on open, as after a crash) and only the transaction that finds the WAL
+# this big checkpoints it: one checkpoint per CHECKPOINT_WAL of writes, not per write
+# (bench/store_growth.py). 0: DuckDB's default.
+CHECKPOINT_WAL = 1024 * 1024
 
 RECOVERY_HINT = 'see `triggerflow store check` and the README, "Backups and recovery"'
 
@@ -265,13 +275,32 @@ def session(
         con = _retry_lock(path, wait, deadline, lambda: open_duckdb(path))
         try:
             quiet(con)
+            if CHECKPOINT_WAL:
+                con.execute("PRAGMA disable_checkpoint_on_shutdown")
             if migrate:
                 _migrate(con, path)
             yield con
         except duckdb.Error as e:
             raise StoreError(f"store {path}: {e}") from e
         finally:
-            con.close()
+            try:
+                _checkpoint_if_due(con, path)
+            finally:
+                con.close()
+
+
+def _checkpoint_if_due(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    if not CHECKPOINT_WAL:
+        return
+    try:
+        due = os.path.getsize(f"{path}.wal") >= CHECKPOINT_WAL
+    except OSError:
+        return
+    if due:
+        try:
+            con.execute("CHECKPOINT")
+        except duckdb.Error:
+            pass  # it stays in the WAL, replayed on open: the next writer tries again
 
 
 @contextmanager
