@@ -4,9 +4,9 @@ The copy is DuckDB's ``COPY FROM DATABASE`` into a new file, taken while the sto
 open in this process: DuckDB's file lock keeps other processes from writing and
 the per-file thread lock keeps our own threads out, so the copy sees one state of every
 table while ``serve`` and its runs simply wait (as for any transaction: with backoff, up
-to ``TRIGGERFLOW_STORE_WAIT``). Measured at 100,000 items: 0.6 s (bench/README.md,
-"Store size"). It is also compact: a copy holds none of the space the live file has
-lost to DuckDB 1.4's index checkpoints, which is what ``compact`` relies on.
+to ``TRIGGERFLOW_STORE_WAIT``). Measured at 100,000 items: 0.6 s. It is also compact:
+a copy holds none of the space the live file has lost to DuckDB 1.4.4's index
+checkpoints (bench/README.md, "Store size"), so a restore gives that space back.
 
 The other ways measured: ``CHECKPOINT`` plus a file copy under the lock is faster
 (0.05 s) but copies that lost space too; ``EXPORT DATABASE`` writes a folder that needs
