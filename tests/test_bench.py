@@ -117,3 +117,17 @@ def test_poll_bench_smoke(tmp_path: Path) -> None:
     assert all(x["peak_rss_mb"] > 10 and x["cpu_s"] > 0 for x in runs["prefect@0"][0])
     assert "| 0 s | poll | 3: unchanged |" in r.stdout
     assert "Prefect flow run vs the same poll path" in r.stdout
+
+
+def test_store_growth_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "growth.json"
+    r = subprocess.run(
+        [sys.executable, "bench/store_growth.py", "--runs", "10", "--repeat", "1",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for variant in ("triggerflow", "naive"):
+        med = report["variants"][variant]["median"]
+        assert med["items"] == 21 and med["sent"] == 21  # 20 entries, 1 new after 5 runs

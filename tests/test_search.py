@@ -20,7 +20,7 @@ import pytest
 from triggerflow import Item
 from triggerflow import _search as tf_search
 from triggerflow._fts import index_path, load_fts
-from triggerflow._store import Store, now
+from triggerflow._store import Store, now, open_duckdb
 from triggerflow.exceptions import SearchError, SearchUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,9 @@ def test_scores_are_the_fts_extensions_own(store: Store) -> None:
     put(store, *filler(40), Item("s", "k", title="kernel kernel news", summary="a kernel"))
     tf_search.rebuild_search_index(store)
     ours = tf_search.search("kernel", store=store)
-    with duckdb.connect(str(index_path(store)), read_only=True) as con:
+    # With triggerflow's settings: DuckDB refuses a second connection to a file that this
+    # process has open (search keeps its index open) with other settings.
+    with open_duckdb(index_path(store), read_only=True) as con:
         load_fts(con)
         raw = con.execute(
             "SELECT id, fts_main_docs.match_bm25(docid, 'kernel') AS s FROM docs "

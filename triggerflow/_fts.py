@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from ._store import Store, attach_read_only, now, quiet
+from ._store import Store, attach_read_only, now, open_duckdb, quiet
 from .exceptions import SearchUnavailable
 
 STORE = "store"  # the alias of the store attached to an index connection
@@ -152,7 +152,7 @@ def _alive(pid: int) -> bool:
 def _build(store: Store, target: Path, tmp: Path, progress: Progress | None) -> int:
     with store.transaction():  # creates and migrates the store if it is new
         pass
-    con = duckdb.connect(str(tmp))
+    con = open_duckdb(tmp)
     try:
         # Unbounded, building the index of 1M items peaked at 3.5 GB; DuckDB spills to
         # disk beyond this instead.

@@ -19,14 +19,20 @@ from typing import Any
 
 import httpx
 
-from .config import Settings
+from .config import Settings, private_dir
 from .exceptions import ConfigurationError, TriggerflowError
 
 STARTUP_TIMEOUT = 180.0  # a first start migrates an empty database: ~25 s on 2 busy cores
 
 
 def prefect_environment(s: Settings) -> dict[str, str]:
-    """Variables for our own Prefect processes: home under the data dir, no telemetry."""
+    """Variables for our own Prefect processes: home under the data dir, no telemetry.
+
+    Also makes sure the data dir and Prefect's home are private (0700) before Prefect
+    creates its database there: it holds the key that decrypts saved blocks.
+    """
+    private_dir(s.data_dir)
+    private_dir(s.prefect_home)
     return {
         "PREFECT_HOME": str(s.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -108,7 +114,7 @@ class LocalPrefectServer:
                 "set TRIGGERFLOW_PREFECT_PORT to another port, or PREFECT_API_URL to use "
                 "the server that runs there"
             )
-        self.settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.prefect_home)
         env = {**os.environ, **prefect_environment(self.settings)}
         env.pop("PREFECT_API_URL", None)
         # `--port` alone leaves the UI calling the default port 4200: tell the UI too.
@@ -171,7 +177,7 @@ class LocalPrefectServer:
 
 def write_state(s: Settings, api_url: str, ui_url: str) -> None:
     """Tell other ``triggerflow`` commands where the running serve's Prefect API is."""
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(s.data_dir)
     _write_state(s, {"pid": os.getpid(), "api_url": api_url, "ui_url": ui_url})
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from ._fts import DOC_TEXT, STORE, empty_index, index_path, load_fts
-from ._store import ITEM_SELECT, Store, attach_read_only
+from ._store import ITEM_SELECT, Store, attach_read_only, open_duckdb
 from .exceptions import SearchError, StoreError
 
 # BM25 parameters, the fts extension's defaults (its match_bm25 uses the same).
@@ -52,11 +52,11 @@ class IndexConnection:
         cls.forget()
         try:
             if key[1] is None:  # type: ignore[index]
-                con = duckdb.connect(":memory:")
+                con = open_duckdb(":memory:")
                 load_fts(con)
                 empty_index(con)
             else:
-                con = duckdb.connect(str(path), read_only=True)
+                con = open_duckdb(path, read_only=True)
                 load_fts(con)
         except duckdb.Error as e:
             raise SearchError(

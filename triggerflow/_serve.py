@@ -120,9 +120,11 @@ def serve(s: Settings, say: Say) -> int:
         say(f"Generated feeds: {web.url}/feeds/  GitHub webhooks: {web.url}/hooks/github")
         reindexer = Reindexer(s.search_reindex, say)
         reindexer.start()
+        backups = _start_backups(s, say)
         try:
             return _serve_triggers(s, ui_url, say)
         finally:
+            backups.stop()
             reindexer.stop()
             web.stop()
     except KeyboardInterrupt:
@@ -132,6 +134,15 @@ def serve(s: Settings, say: Say) -> int:
         if server is not None and server.process is not None:
             say("Stopping the Prefect server…")
             server.stop()
+
+
+def _start_backups(s: Settings, say: Say) -> Any:
+    """The daily store backup (``TRIGGERFLOW_BACKUPS`` kept), in the background."""
+    from ._backups import Backups
+
+    backups = Backups(s, say)
+    backups.start()
+    return backups
 
 
 def _github_receiver(s: Settings, say: Say) -> GitHubReceiver:

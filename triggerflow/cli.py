@@ -353,6 +353,39 @@ def cmd_search(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(s: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import _backups as backups
+
+    if args.action == "backup":
+        say(f"Backing up {s.store_path}…")
+        dest = backups.backup(s, Path(args.path) if args.path else None)
+        say(f"Backup written and checked: {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    if args.action == "restore":
+        if not args.path:
+            raise TriggerflowError("store restore: name the backup file (see README)")
+        done = backups.restore(s, Path(args.path))
+        say(f"Restored {done.source} as {s.store_path}.")
+        if done.replaced:
+            say(f"The store it replaced is kept as {done.replaced}.")
+        say("The search index is built again by serve (or `triggerflow search --reindex`).")
+        return 0
+    path = Path(args.path) if args.path else s.store_path
+    report = backups.check(path, s)
+    for note in report.notes:
+        say(f"  {note}")
+    if report.ok:
+        say(f"OK: {path}")
+        return 0
+    say(f"Problems in {path}:")
+    for problem in report.problems:
+        say(f"  ✗ {problem}")
+    say('To recover, see the README, "Backups and recovery".')
+    return 1
+
+
 def cmd_config(s: Settings, args: argparse.Namespace) -> int:
     for key, value in s.describe().items():
         say(f"{key:18} {value}   (TRIGGERFLOW_{key.upper()})")
@@ -482,6 +515,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=20, help="at most this many hits (20)")
     sp.add_argument("--reindex", action="store_true", help="rebuild the search index first")
     sp.add_argument("--status", action="store_true", help="say how current the index is")
+    sp = add(
+        "store", cmd_store, "back up, restore or check the store (DuckDB file)",
+        "backup [PATH]: a consistent copy of the store, taken while serve runs (default:\n"
+        "  a new file in <data dir>/backups); checked before it is kept.\n"
+        "restore PATH: make a backup the store (serve must be stopped); the store it\n"
+        "  replaces is kept beside it as triggerflow.duckdb.replaced-<time>.\n"
+        "check [PATH]: open the store (or a backup) read-only, read every table and check\n"
+        "  its schema; says OK or what is wrong (exit code 1).\n"
+        "serve keeps TRIGGERFLOW_BACKUPS daily backups (7; 0 turns them off).",
+    )  # fmt: skip
+    sp.add_argument("action", choices=["backup", "restore", "check"], help="what to do")
+    sp.add_argument(
+        "path", nargs="?", help="backup: where to; restore: which backup; check: which file"
+    )
     add("config", cmd_config, "show the effective settings", "Show every setting and its value.")
     from ._connect import add_commands
 

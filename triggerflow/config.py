@@ -6,7 +6,9 @@ directory (beside ``flows/``). Defaults are for one person on one machine.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -14,10 +16,11 @@ from typing import Any
 
 from .exceptions import ConfigurationError
 
-__all__ = ["Settings", "settings"]
+__all__ = ["Settings", "private_dir", "settings"]
 
 _PREFIX = "TRIGGERFLOW_"
 _TOML = "triggerflow.toml"
+_log = logging.getLogger("triggerflow")
 
 
 def _default_data_dir() -> Path:
@@ -73,6 +76,8 @@ class Settings:
         search_reindex: seconds between checks by ``serve`` for items that wait for the
             search index, rebuilt then in the background; 0 turns it off
             (``TRIGGERFLOW_SEARCH_REINDEX``).
+        backups: how many daily backups of the store ``serve`` keeps in
+            ``<data dir>/backups``; 0 turns them off (``TRIGGERFLOW_BACKUPS``).
     """
 
     data_dir: Path
@@ -94,6 +99,7 @@ class Settings:
     webhook_max_bytes: int = 25 * 1024 * 1024
     webhook_wait: float = 3.0
     search_reindex: float = 600.0
+    backups: int = 7
 
     @property
     def store_path(self) -> Path:
@@ -111,6 +117,11 @@ class Settings:
         return self.data_dir / "prefect"
 
     @property
+    def backup_dir(self) -> Path:
+        """Where ``serve``'s daily backups and ``triggerflow store backup`` copies go."""
+        return self.data_dir / "backups"
+
+    @property
     def serve_state(self) -> Path:
         """Where a running ``serve`` writes its PID and Prefect API URL."""
         return self.data_dir / "serve.json"
@@ -118,6 +129,38 @@ class Settings:
     def describe(self) -> dict[str, str]:
         """Every setting with its effective value, as shown by ``triggerflow config``."""
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner may enter (0700), created if needed.
+
+    The data dir holds Prefect's database, and with it the key that decrypts saved
+    blocks (passwords, tokens): under the usual umask 022 it would be readable by every
+    local user. An existing folder that lets others in is tightened too, with a warning:
+    nothing in it is meant for anyone else, and a folder that is readable once leaks
+    the key for good. Only the folder itself changes, never its parents or its files.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            path.chmod(mode & 0o700)
+        except OSError as e:
+            _log.warning(
+                "triggerflow: %s can be read by other users (mode %o) and could not be "
+                "made private (%s); saved secrets are not protected",
+                path,
+                mode,
+                e.strerror,
+            )
+        else:
+            _log.warning(
+                "triggerflow: made %s private (mode %o, was %o): it holds the key to saved secrets",
+                path,
+                mode & 0o700,
+                mode,
+            )
+    return path
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -71,7 +71,6 @@ def setup(
         if "prefect" in sys.modules:
             logging.getLogger("prefect").setLevel(logging.WARNING)
     s = settings()
-    s.prefect_home.mkdir(parents=True, exist_ok=True)
     from ._serve import prepare_environment
 
     api = prepare_environment(s)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from ._connection import attach_read_only, connect, quiet
+from ._connection import attach_read_only, connect, open_duckdb, quiet
 from ._control import AlertsMixin, ControlMixin, Vacation
 from ._inbox import Delivery, InboxMixin
 from ._items import ITEM_SELECT, ItemsMixin, SourceState, row_to_item
@@ -39,6 +39,7 @@ __all__ = [
     "Store",
     "Vacation",
     "now",
+    "open_duckdb",
     "quiet",
     "row_to_item",
 ]

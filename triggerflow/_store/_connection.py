@@ -10,11 +10,17 @@ Within one process DuckDB shares a single database instance between connections 
 the same file, so threads never see that lock: their concurrent transactions fail
 with write-write conflicts instead (even the first migration races on creating
 ``meta``). A per-file lock in this process serialises them, under the same ``wait``.
+
+Every connection is opened with :data:`CONFIG`: DuckDB must never download or load an
+extension on its own. Opening a SQLite file (or a DuckDB file that uses an extension's
+type) otherwise makes it fetch one from the internet (issue 15, item 14); the only
+extension triggerflow uses, fts, is loaded explicitly (``triggerflow._fts``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 import threading
@@ -27,11 +33,65 @@ from typing import TypeVar
 import duckdb
 
 from ..exceptions import StoreBusyError, StoreError
-from ._schema import MIGRATIONS, VERSION
+from ._schema import MARKED_SINCE, MARKER, MIGRATIONS, VERSION
 
 T = TypeVar("T")
 
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+CONFIG: dict[str, str | bool | int | float] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
+
+# Bytes 8-11 of every DuckDB file (after the header block's checksum).
+_MAGIC = b"DUCK"
+_OTHER_FORMATS = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file"}
+
+# DuckDB 1.4.4 leaks one 256 KiB block per index changed at every checkpoint of a file it
+# opened anew (duckdb/duckdb#19468; fixed in 1.4.5, for which duckdb-ext-fts ships no
+# fts). Its default, a checkpoint at every close, is one per write transaction here:
+# ~1 MB per run of a trigger. So connections leave what they wrote in the WAL (which
+# DuckDB replays on open, as after a crash) and only the transaction that finds the WAL
+# this big checkpoints it: one checkpoint per CHECKPOINT_WAL of writes, not per write
+# (bench/store_growth.py). 0: DuckDB's default.
+CHECKPOINT_WAL = 1024 * 1024
+
+RECOVERY_HINT = 'see `triggerflow store check` and the README, "Backups and recovery"'
+
+
+def open_duckdb(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with triggerflow's settings (:data:`CONFIG`)."""
+    return duckdb.connect(str(path), read_only=read_only, config=dict(CONFIG))
+
+
+def check_file_type(path: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB guesses what it is.
+
+    A missing or empty file is fine: the store is created there.
+
+    Raises:
+        StoreError: the file exists and is something else, named if we know it.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StoreError(f"store {path}: cannot read it: {e.strerror or e}") from e
+    if not head:
+        # DuckDB refuses an empty file; it holds nothing, so the store is created anew.
+        path.unlink(missing_ok=True)
+        return
+    if head[8:12] == _MAGIC:
+        return
+    kind = next((k for sig, k in _OTHER_FORMATS.items() if head.startswith(sig)), None)
+    raise StoreError(
+        f"store {path}: not a DuckDB file ({kind or 'unknown content'}), so not triggerflow's "
+        "store; set TRIGGERFLOW_DATA_DIR to another folder, or move the file away"
+    )
 
 
 # One re-entrant lock per store file in this process (re-entrant: a transaction opened
@@ -58,7 +118,8 @@ def _retry_lock(path: Path, wait: float, deadline: float, action: Callable[[], T
             return action()
         except duckdb.IOException as e:
             if not _is_lock_conflict(e):
-                raise StoreError(f"store {path}: cannot open: {e}") from e
+                hint = f"; {RECOVERY_HINT}" if "Corrupt" in str(e) else ""
+                raise StoreError(f"store {path}: cannot open: {e}{hint}") from e
             if time.monotonic() + delay > deadline:
                 m = _HOLDER.search(str(e))
                 who = f"process {m.group(2)} ({m.group(1)})" if m else "another process"
@@ -85,30 +146,72 @@ def _thread_lock(path: Path, wait: float) -> Iterator[None]:
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    # The common case in one query: the store is at this version (the full check
-    # below costs a catalog query more, on every transaction).
+    # The common case in one query: the store is triggerflow's, at this version (the
+    # full check below costs catalog queries more, on every transaction).
     try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except duckdb.CatalogException:
+        row = con.execute(
+            "SELECT max(value) FILTER (key = 'schema_version'), "
+            "max(value) FILTER (key = 'application') FROM meta"
+        ).fetchone()
+    except (duckdb.CatalogException, duckdb.BinderException):
         row = None
-    if row is not None and row[0] == str(VERSION):
+    if row is not None and row == (str(VERSION), MARKER):
         return
     _check_and_migrate(con, path)
 
 
-def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    has_meta = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-    ).fetchone()
-    version = 0
-    if has_meta and has_meta[0]:
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+def store_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables and views of the file ``con`` opened (not of attached ones)."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def schema_state(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """The schema version of the file, 0 for an empty one.
+
+    Raises:
+        StoreError: the file has tables but is not triggerflow's (no marker, and not a
+            store from before the marker either), or it is newer than this triggerflow.
+    """
+    tables = store_tables(con)
+    meta: dict[str, str] = {}
+    if "meta" in tables:
+        try:
+            meta = {
+                str(k): str(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()
+            }
+        except duckdb.Error:  # a `meta` table of someone else's design
+            meta = {}
+    try:
+        version = int(meta.get("schema_version", "0"))
+    except ValueError:
+        version = -1
+    # Stores written before the marker existed are recognised by their own tables.
+    older = 0 < version < MARKED_SINCE and {"meta", "items", "deliveries"} <= tables
+    if tables and meta.get("application") != MARKER and not older:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise StoreError(
+            f"store {path}: not a triggerflow store (it has tables of its own: {shown}, and "
+            "no triggerflow marker), so it is left as it is; set TRIGGERFLOW_DATA_DIR to "
+            "another folder, or move the file away"
+        )
+    if version < 0:
+        raise StoreError(
+            f"store {path}: its schema version {meta['schema_version']!r} is not a number; "
+            + RECOVERY_HINT
+        )
     if version > VERSION:
         raise StoreError(
             f"store {path}: schema version {version} is newer than this triggerflow "
             f"understands ({VERSION}); upgrade triggerflow"
         )
+    return max(version, 0)
+
+
+def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    version = schema_state(con, path)
     for number in range(version, VERSION):
         con.execute("BEGIN")
         con.execute(MIGRATIONS[number])
@@ -156,26 +259,70 @@ def no_pandas_probes() -> Iterator[None]:
 
 
 @contextmanager
-def connect(path: Path, wait: float, *, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-    """One short transaction on the store; rolled back instead when ``commit`` is False."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def session(
+    path: Path, wait: float, *, migrate: bool = True
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store open (and so locked against other processes) for a while, no transaction.
+
+    For work that must see one state of the whole file without holding a transaction,
+    such as a backup: no other process can write while this is open. ``migrate=False``
+    opens the file as it is (``triggerflow store check``).
+    """
+    _private_parent(path)
+    check_file_type(path)
     deadline = time.monotonic() + wait
     with _thread_lock(path, wait), no_pandas_probes():
-        con = _retry_lock(path, wait, deadline, lambda: duckdb.connect(str(path)))
+        con = _retry_lock(path, wait, deadline, lambda: open_duckdb(path))
         try:
             quiet(con)
-            _migrate(con, path)
-            con.execute("BEGIN")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT" if commit else "ROLLBACK")
+            if CHECKPOINT_WAL:
+                con.execute("PRAGMA disable_checkpoint_on_shutdown")
+            if migrate:
+                _migrate(con, path)
+            yield con
         except duckdb.Error as e:
             raise StoreError(f"store {path}: {e}") from e
         finally:
-            con.close()
+            try:
+                _checkpoint_if_due(con, path)
+            finally:
+                con.close()
+
+
+def _checkpoint_if_due(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    if not CHECKPOINT_WAL:
+        return
+    try:
+        due = os.path.getsize(f"{path}.wal") >= CHECKPOINT_WAL
+    except OSError:
+        return
+    if due:
+        try:
+            con.execute("CHECKPOINT")
+        except duckdb.Error:
+            pass  # it stays in the WAL, replayed on open: the next writer tries again
+
+
+@contextmanager
+def connect(path: Path, wait: float, *, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One short transaction on the store; rolled back instead when ``commit`` is False."""
+    with session(path, wait) as con:
+        con.execute("BEGIN")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT" if commit else "ROLLBACK")
+
+
+def _private_parent(path: Path) -> None:
+    # The folder is normally the data dir, which also holds Prefect's database and the
+    # key to saved secrets: only its owner may enter it (see config.private_dir).
+    if not path.parent.is_dir():
+        from ..config import private_dir
+
+        private_dir(path.parent)
 
 
 @contextmanager

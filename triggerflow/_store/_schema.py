@@ -1,7 +1,9 @@
 """The store's schema: one DDL string per version, applied in order.
 
 ``meta.schema_version`` says which migrations ran. A new version appends a
-migration; existing ones are never edited.
+migration; existing ones are never edited. ``meta.application`` (:data:`MARKER`) says
+that the file is triggerflow's: a file with tables of its own and no marker is refused,
+not migrated (issue 15, item 16).
 """
 
 from __future__ import annotations
@@ -123,9 +125,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN cursor VARCHAR;
     """,
+    # 7: the marker that says this file is triggerflow's store (stores from before it
+    # are recognised by their tables and get it here).
+    """
+    INSERT OR REPLACE INTO meta VALUES ('application', 'triggerflow');
+    """,
 )
 
 VERSION = len(MIGRATIONS)
+MARKER = "triggerflow"  # meta.application of every store, from version 7 on
+MARKED_SINCE = 7
 
 # Delivery states, as stored in deliveries.state.
 QUEUED, SENT, FAILED, DEAD, SKIPPED = "queued", "sent", "failed", "dead", "skipped"
