@@ -164,6 +164,16 @@ def test_restarts_keep_the_anchor_list_shows_runs_and_an_overdue_trigger_runs(
             )
 
         _until(caught_up, timeout=120, what="the catch-up run")
+
+        # `triggerflow run` is a run of the deployment (on its page in the UI), executed
+        # by serve, its log followed here, its state the exit code.
+        ran = again.cli("run", "hourly")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "Started hourly, run " in ran.stdout, ran.stdout
+        assert "hourly: 0 items" in ran.stdout  # the run's own summary, from its log
+        assert ran.stdout.rstrip().endswith("hourly: Completed"), ran.stdout
+        by_cli = [r for r in _runs(again, "hourly") if "cli" in r["tags"]]
+        assert len(by_cli) == 1 and by_cli[0]["deployment_id"] == d["id"]
         again.stop()
     finally:
         serve.kill()

@@ -25,7 +25,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from .exceptions import AccountNotConfigured
+from .exceptions import AccountNotChecked, AccountNotConfigured
 
 __all__ = [
     "MastodonAccount",
@@ -214,13 +214,33 @@ def block_name(service: str, account: str) -> str:
     return f"{service}-{account}"
 
 
+_may_start_server = True  # False in read-only commands: see ``without_temporary_server``
+
+
+def without_temporary_server() -> None:
+    """From now on, looking for a saved account never starts a temporary Prefect server.
+
+    Without ``PREFECT_API_URL`` Prefect answers a block lookup by starting a server of
+    its own (20-60 s): worth it for a run, never for ``list`` or ``status``, which then
+    say which accounts they could not check.
+    """
+    global _may_start_server
+    _may_start_server = False
+
+
 def load_service_account(service: str, account: str) -> ServiceAccount:
     """The saved account ``account`` of ``service`` (``mastodon``, ``wallabag``, ``trello``).
 
     Raises:
         AccountNotConfigured: it was never connected (the message says how to).
+        AccountNotChecked: no Prefect server runs to look in (read-only commands).
     """
     cls = SERVICES[service]
+    if not _may_start_server and not os.environ.get("PREFECT_API_URL"):
+        raise AccountNotChecked(
+            f"{service} account {account!r}: not checked (saved accounts live on the "
+            "Prefect server, and none is running: start `triggerflow serve`)"
+        )
     try:  # tokens live only in blocks: without a server, Prefect's ephemeral mode reads them
         return cls.load(block_name(service, account))  # type: ignore[return-value]
     except ValueError:

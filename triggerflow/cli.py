@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .config import Settings, settings
-from .exceptions import TriggerflowError
+from .exceptions import ConfigurationError, TriggerflowError
 
 EPILOG = """\
 Settings come from TRIGGERFLOW_* environment variables or ./triggerflow.toml
@@ -86,6 +86,8 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
         d = info.get(name)
         if name in broken:
             status = "broken"
+        elif problems and all("not checked" in p for p in problems):
+            status = "unchecked"
         elif problems:
             status = "not configured"
         elif name in held:
@@ -120,8 +122,33 @@ def cmd_run(s: Settings, args: argparse.Namespace) -> int:
 
     api_url = prepare_environment(s)
     t = _find(s, args.name)
+    from . import vacation
+
+    held = vacation.paused_reasons([t.name]).get(t.name)
+    if held and not args.force:
+        raise ConfigurationError(
+            f"{t.name} is not run: {held}; `triggerflow run {t.name} --force` runs it anyway"
+        )
+    if api_url and not args.here:
+        from ._runs import run_deployment
+
+        outcome = run_deployment(t.name, say, wait=args.wait, debug=args.debug)
+        if outcome is not None:
+            return outcome
     if api_url is None:
-        say("No Prefect server running: this run uses a temporary one (slower to start).")
+        from ._prefect_server import prefect_environment
+
+        home = prefect_environment(s)["PREFECT_HOME"]
+        say(
+            "No Prefect server running: this run starts a temporary one (slower), and its "
+            f"record goes to the Prefect database in {home}: `triggerflow serve` shows it "
+            "in the UI later."
+        )
+    return _run_here(t, api_url)
+
+
+def _run_here(t: Any, api_url: str | None) -> int:
+    """The trigger run in this process (``--here``, or no deployment to run)."""
     from prefect.states import State
 
     state: State = t(return_state=True)
@@ -410,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder of trigger files (default: TRIGGERFLOW_FLOWS_DIR or ./flows; "
         f"now: {os.environ.get('TRIGGERFLOW_FLOWS_DIR') or './flows'})",
     )  # fmt: skip
+    p.add_argument(
+        "--debug", action="store_true",
+        help="show tracebacks and Prefect's own console log (they are always in the Prefect logs)",
+    )  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, fn: Callable[..., int], help_: str, desc: str) -> argparse.ArgumentParser:
@@ -437,10 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp = add(
         "run", cmd_run, "run one trigger now, through Prefect",
-        "Run one trigger now as a Prefect flow run: fetch, store, send. Exits 1 if a\n"
-        "source or sink failed (what was delivered stays delivered; the rest stays queued).",
+        "Run one trigger now: fetch, store, send. With a Prefect server (a running\n"
+        "`triggerflow serve`, or PREFECT_API_URL) it is a run of the trigger's deployment,\n"
+        "executed by serve or a worker, its log shown here; else it runs in this process.\n"
+        "Exits 1 if a source or sink failed (what was delivered stays delivered; the rest\n"
+        "stays queued). A trigger on vacation or paused is refused without --force.",
     )  # fmt: skip
     sp.add_argument("name", help="the trigger's name (see `triggerflow list`)")
+    sp.add_argument("--here", action="store_true", help="run it in this process, not by serve")
+    sp.add_argument("--force", action="store_true", help="run it even on vacation or paused")
+    sp.add_argument(
+        "--wait", type=float, default=60, metavar="SECONDS",
+        help="how long the run may wait to be started by serve or a worker (60)",
+    )  # fmt: skip
     sp = add(
         "preview", cmd_preview, "dry run: show what a trigger would send",
         "Fetch a trigger's sources and show the messages it would send. Nothing is sent\n"
@@ -542,19 +582,43 @@ def _version() -> str:
     return __version__
 
 
+# Commands that only read: they never start a temporary Prefect server (20-60 s) to
+# look for saved accounts; they say which accounts they could not check instead.
+READ_ONLY = {"list", "status", "preview", "accounts", "search", "feeds", "config"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``triggerflow`` command."""
     args = build_parser().parse_args(argv)
     if args.flows:
         os.environ["TRIGGERFLOW_FLOWS_DIR"] = args.flows
+    if not args.debug and args.command != "serve":  # serve's console is its log
+        # Prefect prints a failed task's traceback on the console, then the same reason
+        # again for the flow: the run's own summary says it once. The Prefect logs (UI)
+        # keep everything; --debug shows it here too.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    if args.command in READ_ONLY:
+        from .blocks import without_temporary_server
+
+        without_temporary_server()
     try:
         s = settings()
         return int(args.func(s, args))
     except TriggerflowError as e:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"triggerflow: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`triggerflow status | head`): not an error of ours.
+        # Python would complain again when it flushes stdout at exit: point it nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ feed body) is not.
     TriggerflowError
     ├── ConfigurationError          (a setting or account is missing or wrong)
     │   └── AccountNotConfigured
+    │       └── AccountNotChecked
     ├── TriggerNotFound
     ├── FlowsLoadError              (a file in flows/ could not be imported)
     ├── StoreError
@@ -45,6 +46,7 @@ feed body) is not.
 from __future__ import annotations
 
 __all__ = [
+    "AccountNotChecked",
     "AccountNotConfigured",
     "ConfigurationError",
     "FeedError",
@@ -94,6 +96,11 @@ class ConfigurationError(TriggerflowError):
 
 class AccountNotConfigured(ConfigurationError, PermanentError):
     """A sink or source names an account whose credentials are nowhere to be found."""
+
+
+class AccountNotChecked(AccountNotConfigured):
+    """An account saved as a Prefect block could not be looked for: no Prefect server
+    runs, and a read-only command (``list``, ``status``…) starts none to find out."""
 
 
 class TriggerNotFound(TriggerflowError):
