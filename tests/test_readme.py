@@ -46,3 +46,12 @@ def test_the_webhook_example_defines_an_event_trigger() -> None:
     t = namespace["project_activity"]
     assert isinstance(t, Trigger) and t.on is not None
     assert t.on.events == ("push", "pull_request") and t.on.repos == ("me/project",)
+
+
+def test_the_sample_serve_output_counts_the_example_triggers() -> None:
+    """The README's sample banner is what a fresh clone prints (test_serve checks the
+    names of the seven deployments themselves)."""
+    from triggerflow._discovery import discover
+
+    (count,) = re.findall(r"Serving (\d+) trigger\(s\)", README)
+    assert int(count) == len(discover(ROOT / "flows").triggers)
