@@ -49,7 +49,9 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
             answer = await run_in_threadpool(github.handle, headers, bytes(body))
         return Response(answer.text + "\n", answer.status, media_type="text/plain")
 
-    @app.get("/feeds/", response_class=HTMLResponse)
+    # HEAD as well as GET (FastAPI routes only the methods they are given): readers and
+    # proxies check a feed with HEAD; the server leaves the body out, headers stay.
+    @app.api_route("/feeds/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def index() -> str:
         rows = "".join(
             f"<li>{html.escape(n)} ({count} entries): "
@@ -58,7 +60,7 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
         )
         return f"<!doctype html><title>triggerflow feeds</title><h1>Feeds</h1><ul>{rows}</ul>"
 
-    @app.get("/feeds/{filename}")
+    @app.api_route("/feeds/{filename}", methods=["GET", "HEAD"])
     def one(filename: str, request: Request) -> Response:
         name, dot, ext = filename.rpartition(".")
         kinds = {"xml": ("atom", "application/atom+xml"), "rss": ("rss", "application/rss+xml")}
