@@ -107,9 +107,9 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
 def _refused(answer: Answer) -> Response:
     """A refusal before the body is read to its end; the connection closes after it.
 
-    Answering while the client still sends, then keeping the connection, stalls it (the
-    rest of the body is taken for the next request); closing it with unread data makes
-    the kernel reset it, and most clients report the reset instead of the 413. So the
+    Answering while the client still sends, then keeping the connection, stalls it
+    (uvicorn stops reading the unwanted rest); closing it with unread data makes the
+    kernel reset it, and most clients report the reset instead of the 413. So the
     body is read and thrown away (up to ``GitHubReceiver.discard``) before this answer,
     and ``Connection: close`` ends the exchange cleanly.
     """
