@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from typing import Any
 
 import feedparser
@@ -153,3 +155,165 @@ def test_items_without_link_or_content_still_make_valid_atom() -> None:
     bare()
     parsed = feedparser.parse(generated.render("bare"))
     assert not parsed.bozo and parsed.entries[0].title == "a thought, no link"
+
+
+# -- what readers see (issue 15, item 9) ---------------------------------------------------
+
+WHEN = "Thu, 01 Jan 2026 10:30:00 +0000"
+
+
+class _Shown(HTMLParser):
+    """What a reader displays for an HTML text: its characters, without the markup."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def shown(detail: Any) -> str:
+    """A feedparser text as a reader shows it: plain text as is, HTML rendered."""
+    if detail.type == "text/plain":
+        return str(detail.value)
+    parser = _Shown()
+    parser.feed(detail.value)
+    return "".join(parser.parts)
+
+
+def _untitled_feed(feeds: Any) -> str:
+    """An RSS feed whose items have HTML descriptions, and two have no title (nor guid)."""
+    url = feeds.url("/untitled.xml")
+    items = (
+        "<item><title>Fish &amp; chips 🐟</title><guid>tag:example.org,2026:fish</guid>"
+        f"<link>{url}#fish</link><pubDate>{WHEN}</pubDate>"
+        "<description>&lt;p&gt;Cod &amp;amp; &lt;b&gt;chips&lt;/b&gt;, ça va&lt;/p&gt;"
+        "</description></item>"
+        # No title, guid or link: feedparser has no id, the source makes one (sha256:…).
+        "<item><pubDate>Thu, 01 Jan 2026 10:31:00 +0000</pubDate><description>&lt;p&gt;The "
+        "&lt;em&gt;quick&lt;/em&gt; brown fox jumps over the lazy dog, then runs far away "
+        "into the woods and is never seen again&lt;/p&gt;</description></item>"
+        f"<item><link>{url}#only-a-link</link><description>&lt;p&gt;&lt;/p&gt;</description>"
+        "<pubDate>Thu, 01 Jan 2026 10:32:00 +0000</pubDate></item>"
+    )
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        f"<link>{url}</link><description>d</description>{items}</channel></rss>"
+    )
+    feeds.raw("/untitled.xml", body.encode(), "application/rss+xml; charset=utf-8")
+    return url
+
+
+def test_html_summaries_and_untitled_entries_read_well_in_atom_and_rss(feeds: Any) -> None:
+    """Readers render summaries as HTML (no literal <p>); untitled entries get a title."""
+    url = _untitled_feed(feeds)
+
+    @trigger
+    def readable() -> None:
+        feed(rss(url), name="readable")
+
+    fox = "The quick brown fox jumps over the lazy dog, then runs far…"
+    previewed = readable.preview().sinks[0].would_send
+    assert sorted(previewed) == sorted(["Fish & chips 🐟", fox, f"{url}#only-a-link"])
+    assert not any(t.startswith("sha256:") for t in previewed)
+    assert readable().sinks[0].sent == 3
+
+    for kind in ("atom", "rss"):
+        parsed = feedparser.parse(generated.render("readable", kind))
+        assert not parsed.bozo, parsed.get("bozo_exception")
+        by_title = {e.title: e for e in parsed.entries}
+        assert sorted(by_title) == sorted(previewed), kind  # the same titles as the preview
+        fish = by_title["Fish & chips 🐟"]
+        assert fish.summary_detail.type == "text/html", kind
+        assert shown(fish.summary_detail) == "Cod & chips, ça va", kind
+        assert shown(by_title[fox].summary_detail).startswith("The quick brown fox"), kind
+        for e in parsed.entries:
+            assert "<p>" not in shown(e.summary_detail), (kind, e.summary)
+            assert not e.title.startswith(("sha256:", "urn:")), kind
+
+
+def test_ids_dates_and_guids_follow_the_atom_and_rss_rules(feeds: Any) -> None:
+    """RFC 4287 for Atom (ids are URIs, RFC 3339 dates, an author), RSS 2.0 guid/pubDate."""
+    import xml.etree.ElementTree as ET
+    from email.utils import parsedate_to_datetime
+
+    url = _untitled_feed(feeds)
+
+    @trigger
+    def rules() -> None:
+        feed(rss(url), name="rules")
+
+    rules()
+    atom_xml = generated.render("rules", "atom")
+    atom = ET.fromstring(atom_xml)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    entries = atom.findall("a:entry", ns)
+    assert len(entries) == 3
+    # atom:feed has an author unless every entry has one (RFC 4287 4.1.1).
+    assert atom.find("a:author/a:name", ns) is not None
+    rfc3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+    for el in (atom, *entries):
+        assert re.match(r"^(urn|tag):", el.findtext("a:id", "", ns)), el.findtext("a:id", "", ns)
+        assert rfc3339.match(el.findtext("a:updated", "", ns))
+    assert all(rfc3339.match(e.findtext("a:published", "", ns)) for e in entries)
+    for e in entries:
+        # Without an alternate link, an entry must have a content (RFC 4287 4.1.1.1).
+        if e.find("a:link[@rel='alternate']", ns) is None and e.find("a:link", ns) is None:
+            assert e.find("a:content", ns) is not None
+        assert e.find("a:summary", ns).get("type") == "html"
+    parsed = feedparser.parse(atom_xml)
+    fish = next(e for e in parsed.entries if e.title.startswith("Fish"))
+    assert fish.published == "2026-01-01T10:30:00+00:00"
+    again = feedparser.parse(generated.render("rules", "atom"))
+    assert [e.id for e in again.entries] == [e.id for e in parsed.entries]
+
+    channel = ET.fromstring(generated.render("rules", "rss")).find("channel")
+    assert channel is not None
+    items = channel.findall("item")
+    assert len(items) == 3
+    for item in items:
+        guid = item.find("guid")
+        assert guid is not None and guid.get("isPermaLink") == "false"
+        assert re.match(r"^(urn|tag):", guid.text or "")
+        # RFC 822 (with a four-digit year, as RSS 2.0 asks): email.utils reads it back.
+        when = parsedate_to_datetime(item.findtext("pubDate", ""))
+        assert when.tzinfo is not None and when.year == 2026
+    assert {i.findtext("guid") for i in items} == {e.id for e in parsed.entries}
+
+
+def test_the_web_app_answers_head_like_get_with_the_right_content_types() -> None:
+    """HEAD /feeds/x.xml answers like GET, without the body (readers and proxies check)."""
+    import httpx
+    from serve_support import free_port
+
+    from triggerflow import Item
+    from triggerflow._web import WebServer
+
+    @trigger
+    def heads() -> None:
+        feed([Item(source="notes", id="1", title="héllo", summary="<p>hi</p>")], name="heads")
+
+    heads()
+    web = WebServer(free_port())
+    web.start()
+    try:
+        for ext, media in (("xml", "application/atom+xml"), ("rss", "application/rss+xml")):
+            get = httpx.get(f"{web.url}/feeds/heads.{ext}", timeout=10)
+            assert get.status_code == 200
+            assert get.headers["content-type"] == f"{media}; charset=utf-8"
+            head = httpx.head(f"{web.url}/feeds/heads.{ext}", timeout=10)
+            assert head.status_code == 200, head.text
+            assert head.content == b""
+            for name in ("content-type", "etag", "last-modified", "cache-control"):
+                assert head.headers[name] == get.headers[name], name
+            assert head.headers["content-length"] == str(len(get.content))
+            cached = {"If-None-Match": get.headers["etag"]}
+            again = httpx.head(f"{web.url}/feeds/heads.{ext}", headers=cached, timeout=10)
+            assert again.status_code == 304
+        index = httpx.head(f"{web.url}/feeds/", timeout=10)
+        assert index.status_code == 200 and index.content == b""
+        assert index.headers["content-type"].startswith("text/html")
+        assert httpx.head(f"{web.url}/feeds/nothing.xml", timeout=10).status_code == 404
+    finally:
+        web.stop()

@@ -8,10 +8,13 @@ import copy
 import hashlib
 import hmac
 import json
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -185,6 +188,94 @@ def test_a_redelivery_is_answered_and_not_stored_again(hook: Hook, data_dir: Pat
     assert (first.status_code, again.status_code) == (200, 200)
     assert again.text == "already received\n"
     assert len(inbox(data_dir)) == 1
+
+
+def _raw_request(url: str, head: str, body: bytes = b"", timeout: float = 10) -> bytes:
+    """Send a request as written and read until the server closes: what a client gets."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_an_oversized_body_gets_a_413_the_client_can_read(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the cap: the body is read and thrown away (to a bound), then 413 and close.
+
+    Answering before the body is read made the server close a socket with unread data,
+    which resets the connection: clients (GitHub included) saw an error, not the 413.
+    """
+    monkeypatch.setenv("TRIGGERFLOW_WEBHOOK_MAX_BYTES", str(1024 * 1024))
+    h = Hook(SECRET)
+    try:
+        big = b'{"padding": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+        headers = {
+            "X-GitHub-Event": "issues", "X-GitHub-Delivery": "big",
+            "Content-Type": "application/json", "X-Hub-Signature-256": sign(big),
+        }  # fmt: skip
+        # The standard library's client (it asks for "Connection: close") saw a reset.
+        request = urllib.request.Request(h.url, data=big, headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 413 and refused.value.read() == b"body over 1048576 bytes\n"
+        declared = httpx.post(h.url, content=big, headers=headers, timeout=10)
+        assert (declared.status_code, declared.text) == (413, "body over 1048576 bytes\n")
+        assert declared.headers["connection"] == "close"
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+            for start in range(0, len(big), 64 * 1024):
+                yield big[start : start + 64 * 1024]
+
+        chunked = httpx.post(h.url, content=chunks(), headers=headers, timeout=10)
+        assert chunked.request.headers["transfer-encoding"] == "chunked"
+        assert (chunked.status_code, chunked.text) == (413, "body over 1048576 bytes\n")
+        assert chunked.headers["connection"] == "close"
+
+        # A client that waits for "100 Continue" is refused on the declared length alone,
+        # before it sends the body; so is a declared length past what is worth reading.
+        host = urllib.parse.urlsplit(h.url).netloc
+        for extra in ("Expect: 100-continue\n", ""):
+            length = 5 * 1024 * 1024 if extra else 10**12
+            head = (
+                f"POST /hooks/github HTTP/1.1\nHost: {host}\nContent-Type: application/json\n"
+                f"X-GitHub-Event: issues\nX-GitHub-Delivery: declared\n"
+                f"Content-Length: {length}\n{extra}"
+            )
+            answer = _raw_request(h.url, head)
+            assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+            assert b"100 Continue" not in answer and b"body over 1048576 bytes" in answer
+
+        # The receiver is fine afterwards.
+        ok = h.post("issues", fixture("issues/opened.payload.json"), delivery="after")
+        assert ok.status_code == 200
+    finally:
+        h.web.stop()
+    assert [d for d, _, _ in inbox(data_dir)] == ["after"]
+
+
+def test_deeply_nested_json_is_a_400_and_the_receiver_stays_healthy(
+    hook: Hook, data_dir: Path
+) -> None:
+    """100,000 levels of ``[`` used to be a RecursionError: a 500 for GitHub to retry."""
+    for name, body, form in (
+        ("lists", b"[" * 100_000, False),
+        ("objects", b'{"a": ' * 100_000, False),
+        ("form", b"[" * 100_000, True),
+        ("closed", b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", False),
+        # Deep enough to refuse, not so deep that the parser fails on it.
+        ("101", b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}", False),
+    ):
+        r = hook.post("issues", body, delivery=name, form=form)
+        too_deep = "the JSON payload is nested too deeply (over 100 levels)\n"
+        assert (r.status_code, r.text) == (400, too_deep), name
+    deep_enough = b'{"a": ' + b"[" * 99 + b"]" * 99 + b"}"  # 100 levels: GitHub's are 7
+    assert hook.post("issues", deep_enough, delivery="100").status_code == 202
+    assert hook.post("issues", fixture("issues/opened.payload.json")).status_code == 200
+    assert len(inbox(data_dir)) == 2
 
 
 @pytest.mark.parametrize("store_wait", ["30", "1"], ids=["writer-waits", "writer-gives-up"])

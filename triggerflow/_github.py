@@ -74,9 +74,32 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
         raise BadDelivery(400, f"malformed JSON: {e.msg} at {where}") from None
+    except RecursionError:  # json's parser recurses per level: 100,000 "[" exhaust it
+        raise BadDelivery(400, _TOO_DEEP) from None
     if not isinstance(payload, dict):
         raise BadDelivery(400, "the JSON payload is not an object")
+    if _deeper_than(payload, MAX_DEPTH):
+        raise BadDelivery(400, _TOO_DEEP)
     return payload
+
+
+# GitHub's payloads are at most 7 levels deep (the 273 in tests/fixtures); a bound far
+# above that keeps what the parser still accepts (~1,000 levels) away from the store and
+# from the recursive code a trigger run passes it through (serializers, copies).
+MAX_DEPTH = 100
+_TOO_DEEP = f"the JSON payload is nested too deeply (over {MAX_DEPTH} levels)"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class SearchResults(Items):
         lines = [f"SearchResults({self.query!r}: {len(self)} hits):"]
         for item, score in zip(self[:20], self.scores, strict=False):
             when = item.published.strftime("%Y-%m-%d") if item.published else "—"
-            lines.append(f"  {score:6.3f}  {when}  {_cut(item.title or item.id, 70)}  {item.link}")
+            lines.append(f"  {score:6.3f}  {when}  {_cut(item.display_title, 70)}  {item.link}")
         if len(self) > 20:
             lines.append(f"  … and {len(self) - 20} more")
         return "\n".join(lines)

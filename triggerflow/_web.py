@@ -20,8 +20,9 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from ._webhooks import GitHubReceiver
+from ._webhooks import Answer, GitHubReceiver
 from .exceptions import ConfigurationError, TriggerflowError
 
 
@@ -36,20 +37,36 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
         if github is None:
             return Response("no GitHub receiver here\n", 404, media_type="text/plain")
         length = request.headers.get("content-length", "")
-        answer = github.too_large(int(length)) if length.isdigit() else None
+        declared = int(length) if length.isdigit() else None
+        answer = github.too_large(declared) if declared is not None else None
+        waits = "100-continue" in request.headers.get("expect", "").lower()
+        if answer is not None and declared is not None and (waits or declared > github.discard):
+            # Refused on the declared length, before reading: a client that waits for
+            # "100 Continue" never sends the body; one past ``discard`` is not worth it.
+            return _refused(answer)
         body = bytearray()
-        if answer is None:
-            async for chunk in request.stream():  # bounded: stop reading at the cap
-                body += chunk
-                if (answer := github.too_large(len(body))) is not None:
+        seen = 0
+        try:
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if answer is None:
+                    body += chunk  # bounded: kept only up to the cap
+                    if (answer := github.too_large(len(body))) is not None:
+                        body = bytearray()
+                if answer is not None and seen > github.discard:
                     break
-        if answer is None:
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            # The store is blocking (and may wait for a lock): not on the event loop.
-            answer = await run_in_threadpool(github.handle, headers, bytes(body))
+        except ClientDisconnect:  # the sender gave up: nobody to answer
+            return Response(status_code=400)
+        if answer is not None:
+            return _refused(answer)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        # The store is blocking (and may wait for a lock): not on the event loop.
+        answer = await run_in_threadpool(github.handle, headers, bytes(body))
         return Response(answer.text + "\n", answer.status, media_type="text/plain")
 
-    @app.get("/feeds/", response_class=HTMLResponse)
+    # HEAD as well as GET (FastAPI routes only the methods they are given): readers and
+    # proxies check a feed with HEAD; the server leaves the body out, headers stay.
+    @app.api_route("/feeds/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def index() -> str:
         rows = "".join(
             f"<li>{html.escape(n)} ({count} entries): "
@@ -58,7 +75,7 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
         )
         return f"<!doctype html><title>triggerflow feeds</title><h1>Feeds</h1><ul>{rows}</ul>"
 
-    @app.get("/feeds/{filename}")
+    @app.api_route("/feeds/{filename}", methods=["GET", "HEAD"])
     def one(filename: str, request: Request) -> Response:
         name, dot, ext = filename.rpartition(".")
         kinds = {"xml": ("atom", "application/atom+xml"), "rss": ("rss", "application/rss+xml")}
@@ -85,6 +102,20 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
         return Response(body, media_type=f"{media}; charset=utf-8", headers=headers)
 
     return app
+
+
+def _refused(answer: Answer) -> Response:
+    """A refusal before the body is read to its end; the connection closes after it.
+
+    Answering while the client still sends, then keeping the connection, stalls it
+    (uvicorn stops reading the unwanted rest); closing it with unread data makes the
+    kernel reset it, and most clients report the reset instead of the 413. So the
+    body is read and thrown away (up to ``GitHubReceiver.discard``) before this answer,
+    and ``Connection: close`` ends the exchange cleanly.
+    """
+    return Response(
+        answer.text + "\n", answer.status, media_type="text/plain", headers={"Connection": "close"}
+    )
 
 
 class WebServer:

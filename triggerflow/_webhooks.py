@@ -33,6 +33,12 @@ log = logging.getLogger("triggerflow.webhooks")
 
 KIND = "github"
 
+# A body over the cap is still read, and thrown away, up to this many bytes (or twice
+# the cap if that is more): clients send the whole body before they read the answer,
+# and one refused before its end sees a reset connection instead of the 413. Past it,
+# the answer goes at once; reading gigabytes is not worth being polite.
+DISCARD_BYTES = 100 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -65,6 +71,7 @@ class GitHubReceiver:
         self._secret = secret
         self.allow_unsigned = bool(s.github_allow_unsigned)
         self.max_bytes = s.webhook_max_bytes
+        self.discard = max(DISCARD_BYTES, 2 * self.max_bytes)
         self.store = Store(s.store_path, s.store_wait)
         self.on_stored = on_stored
         self.writer = _GroupCommit(self.store, s.spool_dir)

@@ -374,7 +374,7 @@ def cmd_search(s: Settings, args: argparse.Namespace) -> int:
     rows = []
     for item, score in zip(hits, hits.scores, strict=True):
         when = item.published.astimezone().strftime("%Y-%m-%d") if item.published else "-"
-        title = _cut(item.title or item.id, 60)
+        title = _cut(item.display_title, 60)
         rows.append((f"{score:.2f}", when, title, item.link or item.source))
     say(_table(rows, ("SCORE", "DATE", "TITLE", "LINK")))
     return 0

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from html.parser import HTMLParser
 from typing import Any, overload
 
 __all__ = ["Item", "Items", "SinkReport", "SourceReport"]
@@ -50,6 +51,30 @@ class Item:
     def key(self) -> tuple[str, str]:
         """``(source, id)``: the identity of the item in the store."""
         return (self.source, self.id)
+
+    @property
+    def display_title(self) -> str:
+        """The title to show: ``title``, else the first words of the text, else the link.
+
+        Previews, tables and generated feeds all show this, so an untitled entry reads
+        the same everywhere, and never as its ``sha256:…`` id. The text is the summary
+        (else the content) with its HTML tags removed, cut at a word near 60 characters.
+
+        Example::
+
+            Item("notes", "sha256:1f…", summary="<p>Buy <b>milk</b></p>").display_title
+            # 'Buy milk'
+
+        Returns:
+            A one-line text; ``"(untitled)"`` when the item has no text and no link.
+        """
+        if self.title.strip():
+            return " ".join(self.title.split())
+        for text in (self.summary, self.content):
+            words = _plain_text(text)
+            if words:
+                return _cut_words(words, 60)
+        return self.link or "(untitled)"
 
 
 class RawJSON(Mapping[str, Any]):
@@ -152,7 +177,7 @@ class Items(Sequence[Item]):
         lines = [f"Items({len(self._items)}):"]
         for i in self._items[:20]:
             when = i.published.strftime("%Y-%m-%d %H:%M") if i.published else "—"
-            lines.append(f"  {when}  {_cut(i.title or i.id, 70)}  {i.link}")
+            lines.append(f"  {when}  {_cut(i.display_title, 70)}  {i.link}")
         if len(self._items) > 20:
             lines.append(f"  … and {len(self._items) - 20} more")
         return "\n".join(lines)
@@ -168,7 +193,7 @@ class Items(Sequence[Item]):
         for n, i in enumerate(self._items[:200]):
             cells = [f"<td>{html.escape(values[n])}</td>" for values in lead.values()]
             for c in _COLUMNS:
-                v = getattr(i, c)
+                v = i.display_title if c == "title" else getattr(i, c)
                 text = v.isoformat(timespec="minutes") if isinstance(v, datetime) else str(v or "")
                 if c == "link" and text:
                     text = f'<a href="{html.escape(text)}">{html.escape(_cut(text, 60))}</a>'
@@ -181,6 +206,49 @@ class Items(Sequence[Item]):
             f"<p>{len(self._items)} items</p><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>{more}"
         )
+
+
+class _TextOnly(HTMLParser):
+    """Collects the characters of an HTML text; scripts and styles are not text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("br", "p", "div", "li", "td", "h1", "h2", "h3", "h4", "h5", "h6"):
+            self.parts.append(" ")  # block boundaries separate words
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def _plain_text(text: str) -> str:
+    """``text`` (plain or HTML) as one line of words, tags removed, entities decoded."""
+    if "<" not in text and "&" not in text:
+        return " ".join(text.split())
+    parser = _TextOnly()
+    parser.feed(text)
+    parser.close()
+    return " ".join("".join(parser.parts).split())
+
+
+def _cut_words(text: str, width: int) -> str:
+    """``text`` cut at the last whole word that fits in ``width`` characters, with "…"."""
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    if " " in head and not text[width - 1].isspace():
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:.-–—") + "…"
 
 
 def _cut(text: str, width: int) -> str:

@@ -73,7 +73,7 @@ def _publish(trigger: str, items: Items, name: str, dry_run: bool) -> SinkReport
         claim = store.claim(con, route, t)
         store.record(con, route, t, sent=[i.key for i in claim.items])
     if dry_run:
-        report.would_send = [i.title or i.id for i in claim.items]
+        report.would_send = [i.display_title for i in claim.items]  # as the feed titles them
     else:
         report.sent = len(claim.items)
         _runtime.logger().info("feed → %s: %d new entries", name, report.sent)

@@ -18,7 +18,7 @@ def render(item: Item, fmt: Format | None) -> str:
         ready = item.raw.get("text")  # a source's own message (GitHub webhooks)
         if isinstance(ready, str) and ready:
             return ready
-        return "\n".join(p for p in (item.title, item.link) if p) or item.id
+        return "\n".join(p for p in (item.title, item.link) if p) or item.display_title
     if callable(fmt):
         return fmt(item)
     fields: dict[str, Any] = {k: getattr(item, k) for k in Item.__dataclass_fields__}

@@ -74,7 +74,7 @@ class _Card:
         return None
 
     def name(self, item: Item) -> str:
-        text = render(item, self.format) if self.format else (item.title or item.link or item.id)
+        text = render(item, self.format) if self.format else item.display_title
         return text.strip().split("\n", 1)[0][:NAME_MAX]
 
     def desc(self, item: Item) -> str:
