@@ -153,3 +153,18 @@ def test_items_without_link_or_content_still_make_valid_atom() -> None:
     bare()
     parsed = feedparser.parse(generated.render("bare"))
     assert not parsed.bozo and parsed.entries[0].title == "a thought, no link"
+
+
+def test_a_new_feed_takes_everything_on_its_first_run(feeds: Any) -> None:
+    """No first-run cut for a generated feed (README: readers pull its newest 50)."""
+    feeds.publish("/all.xml", [f"a{i}" for i in range(8)])
+    url = feeds.url("/all.xml")
+
+    @trigger
+    def everything() -> None:
+        feed(rss(url), name="all-of-it")
+
+    report = everything().sinks[0]
+    assert (report.sent, report.skipped) == (8, 0)
+    parsed = feedparser.parse(generated.render("all-of-it"))
+    assert sorted(e.title for e in parsed.entries) == [f"a{i}" for i in range(8)]

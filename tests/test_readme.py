@@ -46,3 +46,11 @@ def test_the_webhook_example_defines_an_event_trigger() -> None:
     t = namespace["project_activity"]
     assert isinstance(t, Trigger) and t.on is not None
     assert t.on.events == ("push", "pull_request") and t.on.repos == ("me/project",)
+
+
+def test_the_delivery_rules_say_what_the_first_run_cut_spares() -> None:
+    """Issue 15, item 10: events and generated feeds are not cut; the README says so."""
+    text = " ".join(README.split())
+    assert "Events are no backlog" in text
+    assert "is not replayed" in text
+    assert "A generated feed takes every item it is given, also on its first run" in text
