@@ -317,3 +317,18 @@ def test_the_web_app_answers_head_like_get_with_the_right_content_types() -> Non
         assert httpx.head(f"{web.url}/feeds/nothing.xml", timeout=10).status_code == 404
     finally:
         web.stop()
+
+
+def test_a_new_feed_takes_everything_on_its_first_run(feeds: Any) -> None:
+    """No first-run cut for a generated feed (README: readers pull its newest 50)."""
+    feeds.publish("/all.xml", [f"a{i}" for i in range(8)])
+    url = feeds.url("/all.xml")
+
+    @trigger
+    def everything() -> None:
+        feed(rss(url), name="all-of-it")
+
+    report = everything().sinks[0]
+    assert (report.sent, report.skipped) == (8, 0)
+    parsed = feedparser.parse(generated.render("all-of-it"))
+    assert sorted(e.title for e in parsed.entries) == [f"a{i}" for i in range(8)]

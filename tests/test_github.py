@@ -286,6 +286,12 @@ def test_answer_within_10_s_while_another_process_holds_the_store(
     monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
     monkeypatch.setenv("TRIGGERFLOW_STORE_WAIT", store_wait)
     hook = Hook(SECRET)
+
+    # Defined first: a trigger reads only what arrived since it existed.
+    @trigger(on=github_webhook(events="issues"))
+    def issues_feed(events: Any) -> None:
+        feed(events, name="issues")
+
     store = data_dir / "triggerflow.duckdb"
     with Store(store).transaction():
         pass
@@ -320,11 +326,6 @@ def test_answer_within_10_s_while_another_process_holds_the_store(
     assert drain_spool(data_dir / "spool", Store(store)) == 0
     assert not list((data_dir / "spool").glob("github-*.json"))
     assert [d for d, _, _ in inbox(data_dir)] == ["while-busy"]
-
-    @trigger(on=github_webhook(events="issues"))
-    def issues_feed(events: Any) -> None:
-        feed(events, name="issues")
-
     assert [i.id for i in issues_feed.preview()] == ["while-busy"]
 
 
@@ -332,17 +333,17 @@ def test_every_real_payload_is_a_short_message_or_deliberately_ignored(
     hook: Hook, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+
+    @trigger(on=github_webhook())  # before the deliveries: it reads what came since
+    def everything(events: Any) -> None:
+        feed(events, name="everything")
+
     files = sorted(FIXTURES.glob("*/*.json"))
     assert len(files) == 273
     for f in files:
         r = hook.post(f.parent.name, f.read_bytes(), delivery=f"{f.parent.name}/{f.name}")
         assert r.status_code in (200, 202), (f, r.status_code, r.text)
         assert ("ignored" in r.text) == (r.status_code == 202)
-
-    @trigger(on=github_webhook())
-    def everything(events: Any) -> None:
-        feed(events, name="everything")
-
     shown = everything.preview()
     stored = inbox(data_dir)
     assert len(stored) == 273
@@ -645,3 +646,81 @@ def test_the_secret_can_be_a_prefect_secret_block() -> None:
         assert "from a block" not in repr(secret)
     finally:
         Secret.delete(GITHUB_SECRET_BLOCK)  # type: ignore[attr-defined]
+
+
+# -- when a trigger's events start (issue 15, item 10) -----------------------------------
+
+PUSHES_FILE = """
+from triggerflow import trigger
+from triggerflow.sinks import xmpp
+from triggerflow.sources import github_webhook
+
+
+@trigger(on=github_webhook(repo="Codertocat/Hello-World", events=["push"]))
+def new_pushes(events):
+    xmpp(events)
+"""
+
+
+def _first_seen_by_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The trigger in a flows file, loaded and planned the way ``serve`` deploys it."""
+    from triggerflow._watch import ServedTriggers
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "new_pushes.py").write_text(PUSHES_FILE)
+    monkeypatch.setenv("TRIGGERFLOW_FLOWS_DIR", str(flows))
+    served = ServedTriggers(settings(), print)
+    assert list(served.scan().deploy) == ["new_pushes"]
+    return served.triggers["new_pushes"]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_every_push_after_serve_saw_a_new_trigger_is_delivered_none_from_before(
+    hook: Hook,
+    tmp_path: Path,
+    prosody: Any,
+    receiver: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Live events are no backlog: the first-run cut (5) does not apply to them, and what
+    the inbox held before the trigger existed is not replayed."""
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    jid, password = prosody.new_user("dev")
+    for key, value in prosody.env(owner=jid).items():
+        monkeypatch.setenv(key, value)
+    dev = receiver(jid, password)
+    for n in range(1, 5):  # stored for other triggers, before this one existed
+        assert hook.post("push", _push(n), delivery=f"old{n}").status_code == 200
+    pushes = _first_seen_by_serve(tmp_path, monkeypatch)
+    for n in range(1, 9):  # after serve deployed it, before its first run
+        assert hook.post("push", _push(n), delivery=f"new{n}").status_code == 200
+    report = pushes().sinks[0]
+    assert (report.sent, report.skipped) == (8, 0)
+    got = dev.wait_for(8)
+    time.sleep(0.5)
+    assert [m.split(" pushed ")[1].split(" ")[0] for m in dev.messages] == [
+        str(n) for n in range(1, 9)
+    ], got
+    assert pushes().sinks[0].sent == 0
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_trigger_never_seen_before_does_not_replay_the_inbox(
+    hook: Hook, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without serve (a notebook, a ``prefect deploy`` worker), the trigger starts when
+    its process defined it: older deliveries are not replayed, later ones all go."""
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    for n in range(1, 5):
+        hook.post("push", _push(n), delivery=f"before{n}")
+
+    @trigger(on=github_webhook(repo="Codertocat/Hello-World", events=["push"]))
+    def late_pushes(events: Any) -> None:
+        feed(events, name="late-pushes")
+
+    assert late_pushes().sinks[0].sent == 0
+    for n in range(1, 8):
+        hook.post("push", _push(n), delivery=f"after{n}")
+    assert late_pushes().sinks[0].sent == 7
+    assert late_pushes().sinks[0].sent == 0

@@ -55,3 +55,11 @@ def test_the_sample_serve_output_counts_the_example_triggers() -> None:
 
     (count,) = re.findall(r"Serving (\d+) trigger\(s\)", README)
     assert int(count) == len(discover(ROOT / "flows").triggers)
+
+
+def test_the_delivery_rules_say_what_the_first_run_cut_spares() -> None:
+    """Issue 15, item 10: events and generated feeds are not cut; the README says so."""
+    text = " ".join(README.split())
+    assert "Events are no backlog" in text
+    assert "is not replayed" in text
+    assert "A generated feed takes every item it is given, also on its first run" in text

@@ -76,6 +76,17 @@ def test_first_run_of_a_route_takes_the_newest_and_skips_the_rest(store: Store) 
         assert len(store.owed(con, ROUTE)) == 8
 
 
+def test_live_events_are_never_cut_and_take_no_first_run_slot(store: Store) -> None:
+    """Issue 15, item 10: a first run's cut counts the backlog only."""
+    with store.transaction() as con:
+        store.upsert_items(con, items(10), T0)
+        keys = [i.key for i in items(10)]
+        live = frozenset(keys[:6])  # older than the backlog, still live events
+        assert store.enqueue(con, ROUTE, keys, 3, T0, live=live) == 1
+        owed = store.owed(con, ROUTE)
+    assert [i.id for i in owed] == [f"id{n}" for n in (0, 1, 2, 3, 4, 5, 7, 8, 9)]
+
+
 def test_record_sent_rejected_unsent_and_dead(store: Store) -> None:
     keys = [i.key for i in items(4)]
     with store.transaction() as con:

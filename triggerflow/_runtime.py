@@ -17,12 +17,13 @@ import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from ._store import Store
 from .config import Settings
 from .exceptions import TransientError
-from .types import Item, SinkReport, SourceReport
+from .types import Item, Items, SinkReport, SourceReport
 
 Mode = Literal["run", "preview", "check"]
 
@@ -35,12 +36,20 @@ class RunContext:
     mode: Mode
     settings: Settings
     store: Store
+    # when the trigger object was made in this process (its start, if serve never saw it)
+    defined_at: datetime | None = None
     sources: list[SourceReport] = field(default_factory=list)
     sinks: list[SinkReport] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # inbox kind -> the last seq read; saved once the trigger function has returned
     cursors: dict[str, int] = field(default_factory=dict)
+    # keys of the items read from the inbox: live events, which no first-run cut skips
+    live: set[tuple[str, str]] = field(default_factory=set)
+
+    def live_keys(self, items: Items) -> frozenset[tuple[str, str]]:
+        """Which of ``items`` are live events (for a sink's claim step)."""
+        return frozenset(i.key for i in items if i.key in self.live)
 
 
 _current: ContextVar[RunContext | None] = ContextVar("triggerflow_run", default=None)

@@ -17,6 +17,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,15 @@ def serve(s: Settings, say: Say) -> int:
         from ._web import WebServer
 
         web = WebServer(s.web_port, _github_receiver(s, say))
+        # Deliveries count from here on for the triggers loaded at start (below).
+        started = datetime.now(UTC)
         web.start()
         say(f"Generated feeds: {web.url}/feeds/  GitHub webhooks: {web.url}/hooks/github")
         reindexer = Reindexer(s.search_reindex, say)
         reindexer.start()
         backups = _start_backups(s, say)
         try:
-            return _serve_triggers(s, ui_url, say)
+            return _serve_triggers(s, ui_url, say, started)
         finally:
             backups.stop()
             reindexer.stop()
@@ -215,7 +218,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _serve_triggers(s: Settings, ui_url: str, say: Say) -> int:
+def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime) -> int:
     import asyncio
 
     from prefect.exceptions import TerminationSignal
@@ -223,7 +226,7 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say) -> int:
 
     from ._watch import ServedTriggers
 
-    served = ServedTriggers(s, say)
+    served = ServedTriggers(s, say, started)
     plan = served.scan()
     if not served.triggers and not served.broken:
         where = Path(s.flows_dir).resolve()

@@ -12,6 +12,7 @@ import functools
 import html
 import inspect
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prefect import Flow
@@ -142,6 +143,9 @@ class Trigger(Flow[..., RunResult]):
         # An event trigger also runs on a schedule, so that a lost wake-up only delays.
         self.schedule = schedule or (every(FALLBACK) if on is not None else None)
         self.extra_tags = tuple(tags)
+        # When this process learnt of the trigger (no I/O here): a trigger that serve
+        # never loaded exists from then on for its inbox (see ``sources._inbox``).
+        self.defined_at = datetime.now(UTC)
 
         @functools.wraps(fn)
         def run_trigger(*args: Any, **kwargs: Any) -> RunResult:
@@ -205,7 +209,9 @@ class Trigger(Flow[..., RunResult]):
 
     def _execute(self, mode: _runtime.Mode, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         s = settings()
-        ctx = _runtime.RunContext(self.name, mode, s, Store(s.store_path, s.store_wait))
+        ctx = _runtime.RunContext(
+            self.name, mode, s, Store(s.store_path, s.store_wait), defined_at=self.defined_at
+        )
         token = _runtime._current.set(ctx)
         try:
             if self.on is not None and mode == "run" and self._held():

@@ -26,7 +26,7 @@ from uuid import UUID
 from ._discovery import load_file
 from ._trigger import Trigger
 from .config import Settings
-from .exceptions import FlowsLoadError
+from .exceptions import FlowsLoadError, TriggerflowError
 from .schedules import ANCHOR, Every
 
 Say = Callable[[str], None]
@@ -58,9 +58,12 @@ class ServedTriggers:
     commands) always sees the current set.
     """
 
-    def __init__(self, s: Settings, say: Say) -> None:
+    def __init__(self, s: Settings, say: Say, started: datetime | None = None) -> None:
         self.s = s
         self.say = say
+        # When serve started (its webhook receiver was up before the first scan): the
+        # triggers of the first scan exist from then on, later ones from their scan.
+        self._started = started
         self.triggers: dict[str, Trigger] = {}
         self.broken: dict[str, str] = {}  # trigger name or file -> why it is not served
         self._files: dict[Path, _File] = {}
@@ -133,8 +136,24 @@ class ServedTriggers:
             if name not in before or before[name] is not t
             or self._file_of(name) in touched
         ]  # fmt: skip
+        self._note_starts(sorted(fresh))
         plan.deploy = self._deployments(sorted(fresh))
         return plan
+
+    def _note_starts(self, names: list[str]) -> None:
+        """Record when each new trigger was first seen: an event trigger delivers every
+        event received from then on, and none from before (issue 15, item 10)."""
+        from ._store import Store, now
+
+        at, self._started = self._started or now(), None
+        if not names:
+            return
+        store = Store(self.s.store_path, self.s.store_wait)
+        try:
+            with store.transaction() as con:
+                store.trigger_started(con, names, at)
+        except TriggerflowError as e:  # the first run records it instead
+            self.say(f"  ! could not note when {', '.join(names)} started: {e}")
 
     def _file_of(self, name: str) -> Path | None:
         return next((p for p, f in self._files.items() if name in f.triggers), None)

@@ -3,6 +3,12 @@
 A webhook delivery is committed here before the HTTP answer; each trigger that reads
 the inbox keeps a cursor (the last ``seq`` it turned into items), moved only after its
 sinks have put what they owe in the ledger, so that a failed run reads them again.
+
+A trigger reads only what was received since it first existed (``trigger_starts``:
+when ``serve`` first loaded it, or its first run, whichever came first): a new trigger
+does not replay the deliveries that were stored for others before it was written. The
+start is a time, not a ``seq``, because a delivery spooled while the store was busy gets
+its ``seq`` later than it was received (see ``_webhooks``).
 """
 
 from __future__ import annotations
@@ -79,15 +85,40 @@ class InboxMixin:
 
     @staticmethod
     def inbox_after(
-        con: duckdb.DuckDBPyConnection, kind: str, after: int, limit: int = 1000
+        con: duckdb.DuckDBPyConnection,
+        kind: str,
+        after: int,
+        limit: int = 1000,
+        *,
+        since: datetime | None = None,
     ) -> list[Delivery]:
-        """The deliveries of ``kind`` after ``seq``, oldest first (at most ``limit``)."""
+        """The deliveries of ``kind`` after ``seq`` (and received at or after ``since``),
+        oldest first (at most ``limit``)."""
         rows = con.execute(
             "SELECT kind, id, seq, event, repo, payload, received_at, ignored FROM inbox "
-            "WHERE kind = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            [kind, after, limit],
+            "WHERE kind = $1 AND seq > $2 AND ($4::TIMESTAMPTZ IS NULL OR received_at >= $4) "
+            "ORDER BY seq LIMIT $3",
+            [kind, after, limit, since],
         ).fetchall()
         return [Delivery(*r) for r in rows]
+
+    @staticmethod
+    def trigger_started(con: duckdb.DuckDBPyConnection, names: list[str], at: datetime) -> None:
+        """Note that the triggers ``names`` exist from ``at`` on, unless known already
+        (the earliest sighting wins: a restart of serve must not move a start)."""
+        if names:
+            con.execute(
+                "INSERT INTO trigger_starts SELECT unnest($names), $at ON CONFLICT DO NOTHING",
+                {"names": names, "at": at},
+            )
+
+    @staticmethod
+    def trigger_since(con: duckdb.DuckDBPyConnection, trigger: str) -> datetime | None:
+        """When ``trigger`` first existed, if it was ever seen."""
+        row = con.execute(
+            "SELECT since FROM trigger_starts WHERE trigger = $1", [trigger]
+        ).fetchone()
+        return row[0] if row else None
 
     @staticmethod
     def inbox_cursor(con: duckdb.DuckDBPyConnection, trigger: str, kind: str) -> int:

@@ -5,6 +5,8 @@ A sink never decides from dates what to send; it asks the ledger. Rows are
 (``failed``), or they failed too often (``dead``). The first run of a new
 (trigger, sink, target) only queues the newest few items; the rest are
 ``skipped`` so that a new target is not flooded with a feed's whole history.
+Live events (webhook deliveries, bot messages received since the trigger existed)
+are no history: they are always queued, and take no first-run slot.
 """
 
 from __future__ import annotations
@@ -43,10 +45,14 @@ class LedgerMixin:
         keys: Sequence[Key],
         first_run: int,
         now: datetime,
+        *,
+        live: frozenset[Key] = frozenset(),
     ) -> int:
         """Queue the ``keys`` this route has never seen; returns how many were skipped.
 
-        ``route`` is (trigger, sink, target). The items must already be stored.
+        ``route`` is (trigger, sink, target). The items must already be stored. On the
+        route's first run only the newest ``first_run`` of them are queued, except the
+        ``live`` ones (events received since the trigger existed), which always are.
         """
         trigger, sink, target = route
         keys = list(dict.fromkeys(keys))  # a key twice must not take two first-run slots
@@ -59,6 +65,7 @@ class LedgerMixin:
             "source": [k[0] for k in keys],
             "item_id": [k[1] for k in keys],
             "ord": list(range(len(keys))),
+            "live": [k in live for k in keys],
         }
         with columns(con, "enqueue_py", keys_py):
             _insert_new(con, trigger, sink, target, first, first_run, now)
@@ -269,17 +276,21 @@ def _insert_new(
                                 queued_at, updated_at)
         SELECT $trigger, $sink, $target, k.source, k.item_id,
                CASE WHEN k.before_skip THEN $skipped
-                    WHEN NOT $first OR k.rank <= $keep THEN $queued ELSE $skipped END,
+                    WHEN NOT $first OR k.live OR k.rank <= $keep THEN $queued
+                    ELSE $skipped END,
                0, $now, $now
         FROM (
-            SELECT n.source, n.item_id,
-                   row_number() OVER (ORDER BY coalesce(i.published, i.first_seen) DESC,
+            SELECT n.source, n.item_id, n.live,
+                   -- the newest first, counted among the backlog only
+                   row_number() OVER (PARTITION BY n.live
+                                      ORDER BY coalesce(i.published, i.first_seen) DESC,
                                       n.ord) AS rank,
                    -- `vacation off --skip-backlog`: what was published while away
                    coalesce(i.published < (SELECT until FROM skip_before
                                            WHERE skip_before.trigger = $trigger), false)
                        AS before_skip
-            FROM (SELECT source::VARCHAR AS source, item_id::VARCHAR AS item_id, ord
+            FROM (SELECT source::VARCHAR AS source, item_id::VARCHAR AS item_id, ord,
+                         live::BOOLEAN AS live
                   FROM enqueue_py) n
             JOIN items i ON i.source = n.source AND i.id = n.item_id
         ) k

@@ -130,6 +130,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     INSERT OR REPLACE INTO meta VALUES ('application', 'triggerflow');
     """,
+    # 8: when each trigger first existed (serve loaded it, or its first run): an event
+    # trigger reads only deliveries received since then (issue 15, item 10). Triggers
+    # that already read the inbox or sent something keep every delivery they had.
+    """
+    CREATE TABLE trigger_starts (
+        trigger VARCHAR PRIMARY KEY,
+        since TIMESTAMPTZ NOT NULL
+    );
+    INSERT INTO trigger_starts
+        SELECT DISTINCT trigger, TIMESTAMPTZ '1970-01-01 00:00:00+00'
+        FROM (SELECT trigger FROM inbox_cursors UNION SELECT trigger FROM routes);
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -2,8 +2,9 @@
 
 In one transaction: the items are stored (also ad-hoc ones a trigger made itself), the
 route (trigger, sink, target) owes the ones it never saw (a new target only the newest
-``first_run``), and the owed items this run may send within the publication limit are
-claimed. The report learns how many were skipped and how many wait for the limit.
+``first_run``, plus every live event), and the owed items this run may send within the
+publication limit are claimed. The report learns how many were skipped and how many
+wait for the limit.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ def claim_batch(
     first_run: int,
     limit: Limit | None,
     lease: timedelta,
+    live: frozenset[tuple[str, str]] = frozenset(),
 ) -> tuple[Claim, set[tuple[str, str]]]:
     """The claim, and which claimed items were sent before without an answer.
 
-    ``lease``: how long the claim holds before a dead run's items are owed again. A dry
-    run (``report.dry_run``) rolls everything back.
+    ``lease``: how long the claim holds before a dead run's items are owed again.
+    ``live``: the keys of events read from the inbox, which no first-run cut skips. A
+    dry run (``report.dry_run``) rolls everything back.
     """
     with store.transaction(commit=not report.dry_run) as con:
         t = now()
         store.upsert_items(con, items, t, update=False)
-        report.skipped = store.enqueue(con, route, [i.key for i in items], first_run, t)
+        report.skipped = store.enqueue(con, route, [i.key for i in items], first_run, t, live=live)
         claim = store.claim(con, route, t, limit=limit, lease=lease)
         tried = store.tried(con, route, [i.key for i in claim.items])
     report.held, report.next_at = claim.waiting, claim.next_at

@@ -97,7 +97,7 @@ def deliver(
         return SinkReport(name, poster.target)
     batch = items if isinstance(items, Items) else Items(items)
     keep = ctx.settings.first_run if first_run is None else first_run
-    args = (ctx.trigger, poster, batch, keep, rate, ctx.mode != "run")
+    args = (ctx.trigger, poster, batch, keep, rate, ctx.mode != "run", ctx.live_keys(batch))
     try:
         report: SinkReport = _runtime.call_step(
             _deliver_task, _deliver, f"{name} → {poster.target}", *args
@@ -117,6 +117,7 @@ def _deliver(
     first_run: int,
     limit: Limit | None,
     dry_run: bool,
+    live: frozenset[tuple[str, str]] = frozenset(),
 ) -> SinkReport:
     s = settings()
     store = Store(s.store_path, s.store_wait)
@@ -128,7 +129,7 @@ def _deliver(
     # claim is given up.
     lease = timedelta(seconds=s.rate_limit_wait * 2 + 600)
     claim, tried = claim_batch(store, route, items, report, first_run=first_run, limit=limit,
-                               lease=lease)  # fmt: skip
+                               lease=lease, live=live)  # fmt: skip
     owed = claim.items
     if dry_run:
         report.would_send = [poster.preview(i) for i in owed]

@@ -57,6 +57,7 @@ def xmpp(
             then the link on its own line.
         first_run: how many of the newest items a target gets the first time
             (default ``TRIGGERFLOW_FIRST_RUN``, 5); older ones are recorded as skipped.
+            Events (webhooks, bot messages) are never skipped: they are not a backlog.
         limit: a publication limit for this target, e.g. ``"5/hour"`` or
             ``"100/day, burst 10"`` (counted over every trigger that sends to it);
             what is over it stays queued and goes out in later runs, oldest first.
@@ -97,7 +98,8 @@ def xmpp(
     keep = ctx.settings.first_run if first_run is None else first_run
     dry_run = ctx.mode != "run"
     # The account goes by name: the password never becomes a task parameter.
-    args = (ctx.trigger, batch, target, room is not None, account, format, keep, rate, dry_run)
+    args = (ctx.trigger, batch, target, room is not None, account, format, keep, rate, dry_run,
+            ctx.live_keys(batch))  # fmt: skip
     try:
         report: SinkReport = _runtime.call_step(_xmpp_task, _deliver, f"xmpp → {target}", *args)
     except TriggerflowError as e:  # still failing after Prefect's retries
@@ -122,6 +124,7 @@ def _deliver(
     first_run: int,
     limit: Limit | None,
     dry_run: bool,
+    live: frozenset[tuple[str, str]] = frozenset(),
 ) -> SinkReport:
     s = settings()
     store = Store(s.store_path, s.store_wait)
@@ -131,7 +134,7 @@ def _deliver(
     # A lease long enough for every bounded step of a send (connect, join, acks).
     lease = timedelta(seconds=s.xmpp_timeout * 4 + 60)
     claim, _ = claim_batch(store, route, items, report, first_run=first_run, limit=limit,
-                           lease=lease)  # fmt: skip
+                           lease=lease, live=live)  # fmt: skip
     owed = claim.items
     bodies = {_key(i): render(i, fmt) for i in owed}
     if dry_run:

@@ -3,11 +3,18 @@
 A run reads the inbox of one kind from its trigger's cursor, turns what the trigger's
 spec accepts into items, stores them, and returns them; the trigger saves the cursor
 only after its function returned, when the sinks have put what they owe in the ledger.
+
+Only deliveries received since the trigger first existed are read (serve records that
+when it first loads the trigger; one that serve never saw, run from a notebook or a
+``prefect deploy`` worker, starts when the process of its first run defined it).
+Its items are live events, not a backlog: the sinks' first-run cut does not apply to
+them (``RunContext.live``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from prefect import task
@@ -50,26 +57,31 @@ def read_inbox(spec: InboxSpec) -> Items:
     try:
         got: _Read = _runtime.call_step(
             _inbox_task, _read, f"{spec.kind}: {spec.describe()}", ctx.trigger, spec,
-            ctx.mode == "run",
+            ctx.mode == "run", ctx.defined_at or now(),
         )  # fmt: skip
     except TriggerflowError as e:  # the store stayed busy, also after Prefect's retries
         got = _Read(report=SourceReport(spec.kind, failures={"inbox": str(e)}))
     ctx.sources.append(got.report)
     ctx.items.extend(got.items)
+    ctx.live.update(i.key for i in got.items)
     if got.last_seq is not None:
         ctx.cursors[spec.kind] = got.last_seq
     return Items(got.items)
 
 
-def _read(trigger: str, spec: InboxSpec, write: bool) -> _Read:
+def _read(trigger: str, spec: InboxSpec, write: bool, defined: datetime) -> _Read:
     s = settings()
     store = Store(s.store_path, s.store_wait)
     if write:
         drain_spool(s.spool_dir, store)
     out = _Read(report=SourceReport(spec.kind))
     with store.transaction(commit=write) as con:
+        since = store.trigger_since(con, trigger)
+        if since is None:  # never loaded by serve: it exists since this process made it
+            since = defined
+            store.trigger_started(con, [trigger], since)
         after = store.inbox_cursor(con, trigger, spec.kind)
-        deliveries = store.inbox_after(con, spec.kind, after, _BATCH)
+        deliveries = store.inbox_after(con, spec.kind, after, _BATCH, since=since)
         for d in deliveries:
             item = None if d.ignored else spec.item(d)
             if item is not None:
