@@ -283,3 +283,34 @@ def test_search_what_a_trigger_collected_from_the_cli(feeds: Any, data_dir: Path
     assert "triggerflow: error: search: no items were collected by a trigger named 'nope'" in (
         bad.stderr
     )
+
+
+def test_alerts_are_kept_apart_from_status_and_search(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alert is an item of the `_alerts` pseudo-trigger: shown only when asked for."""
+    from triggerflow import _alerts
+
+    # The alert is queued (nothing listens on port 1), as when the XMPP server is down.
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_JID", "bot@127.0.0.1")
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_PASSWORD", "pw")
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_HOST", "127.0.0.1")
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_PORT", "1")
+    monkeypatch.setenv("TRIGGERFLOW_ALERTS", "admin@127.0.0.1")
+    put(store, *filler(10), Item("https://a.example.org/feed", "1", title="Build failing again"))
+    _alerts.check(store, "watched", ["FeedUnavailable: 404"])
+
+    assert titles(tf_search.search("failing", store=store)) == ["Build failing again"]
+    alerts = tf_search.search("failing", trigger="_alerts", store=store)
+    assert [i.source for i in alerts] == [_alerts.SOURCE]
+
+    def status(*args: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "triggerflow", "status", *args],
+            capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert "_alerts" not in status()
+    assert "_alerts" in status("--all") and "xmpp:admin@127.0.0.1" in status("_alerts")
