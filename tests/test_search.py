@@ -314,3 +314,26 @@ def test_alerts_are_kept_apart_from_status_and_search(
 
     assert "_alerts" not in status()
     assert "_alerts" in status("--all") and "xmpp:admin@127.0.0.1" in status("_alerts")
+
+
+def test_equal_scores_are_newest_first(store: Store) -> None:
+    """Same words, same score: the newest first, whether indexed or still waiting."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def same(prefix: str, days: list[float]) -> list[Item]:
+        return [
+            Item(f"https://s{n % 3}.example.org/feed", f"{prefix}{n}", title="Kernel release",
+                 published=base + timedelta(days=d))
+            for n, d in enumerate(days)
+        ]  # fmt: skip
+
+    topics = ["garden tomatoes", "train timetable", "jazz concert", "bread recipe", "rain"]
+    other = [Item("https://o.example.org/feed", f"o{i}", title=f"{topics[i % 5]} {i}")
+             for i in range(30)]  # fmt: skip
+    # These corpus statistics give the two BM25s scores that differ in the last bit.
+    put(store, *other, *same("old", list(range(10))))
+    tf_search.rebuild_search_index(store)
+    put(store, *same("new", [0.5, 1.5, 2.5, 3.5, 4.5]))  # waiting for the index: scored in SQL
+    hits = tf_search.search("kernel", store=store)
+    dates = [i.published for i in hits]
+    assert len(dates) == 15 and dates == sorted(dates, reverse=True)

@@ -214,7 +214,9 @@ def ranked_sql(where: Where) -> str:
         SELECT * FROM indexed
         UNION ALL
         SELECT f.rid, f.source, f.id, f.when_, s.score FROM scanned s JOIN fresh f USING (rid)
-    ) ORDER BY score DESC, when_ DESC NULLS LAST, source, id
+    -- rounded: the extension's BM25 and the one above sum in another order, so equal
+    -- scores can differ in the last bit and would put older hits first
+    ) ORDER BY round(score, 9) DESC, when_ DESC NULLS LAST, source, id
     LIMIT $limit
     """
 
