@@ -125,3 +125,33 @@ def test_dead_items_come_back_with_retry(
     ).stdout  # fmt: skip
     assert "Requeued 1 failed or dead item(s)" in out
     assert stubborn().sinks[0].sent == 1
+
+
+def test_back_to_normal_says_what_still_waits_for_retry(
+    feeds: Any,
+    prosody: Any,
+    receiver: Any,
+    people: tuple[Any, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Healthy again, but an item was given up: the recovery alert says so, and how to fix."""
+    _, admin = people
+    monkeypatch.setenv("TRIGGERFLOW_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("TRIGGERFLOW_RETRIES", "0")
+    feeds.publish("/w.xml", ["given up"])
+    url = feeds.url("/w.xml")
+
+    @trigger
+    def waiting() -> None:
+        xmpp(rss(url), format="{title}")
+
+    with prosody.down():
+        for _ in range(2):  # the second failed attempt gives the item up
+            with pytest.raises(TriggerRunFailed):
+                waiting()
+    assert waiting().sinks[0].sent == 0  # dead items are not tried again by themselves
+    again = receiver(admin.jid, admin.password, include_delayed=True)
+    # The "failing" alert was given up with the item (same attempt limit): only this one.
+    (back,) = again.wait_for(1)
+    assert back.startswith("✓ triggerflow: waiting is back to normal")
+    assert "1 item(s) still wait for `triggerflow retry waiting --dead`" in back

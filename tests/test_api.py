@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +153,23 @@ def test_preview_works_inside_a_running_event_loop(feeds) -> None:  # type: igno
         return [i.title for i in nb.preview()]
 
     assert asyncio.run(cell()) == ["from a notebook"]
+
+
+def test_notebook_scratch_dirs_are_removed(tmp_path: Path) -> None:
+    """Each scratch setup replaces the last one's folder; the kernel's exit removes the rest."""
+    code = (
+        "from pathlib import Path\n"
+        "from triggerflow import notebook as nb\n"
+        "first = nb.setup(scratch=True).data_dir.parent\n"
+        "(first / 'data').mkdir(exist_ok=True)\n"
+        "(first / 'data' / 'x').write_text('x')\n"
+        "second = nb.setup(scratch=True).data_dir.parent\n"
+        "assert not first.exists() and second.exists(), (first, second)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERFLOW_")}
+    env["TMPDIR"] = str(tmp_path)  # the folders are made here, and nothing else is
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.glob("triggerflow-notebook-*")) == []

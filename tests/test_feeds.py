@@ -332,3 +332,38 @@ def test_a_new_feed_takes_everything_on_its_first_run(feeds: Any) -> None:
     assert (report.sent, report.skipped) == (8, 0)
     parsed = feedparser.parse(generated.render("all-of-it"))
     assert sorted(e.title for e in parsed.entries) == [f"a{i}" for i in range(8)]
+
+
+def test_status_of_one_trigger_by_name(feeds: Any) -> None:
+    feeds.publish("/one.xml", ["apple", "pear"])
+    feeds.publish("/two.xml", ["plum"])
+    one_url, two_url = feeds.url("/one.xml"), feeds.url("/two.xml")
+
+    @trigger
+    def fruit_one() -> None:
+        feed(rss(one_url), name="fruit-one")
+
+    @trigger
+    def fruit_two() -> None:
+        feed(rss(two_url), name="fruit-two")
+
+    fruit_one()
+    fruit_two()
+    one = _cli("status", "fruit-one")  # the name as `list` shows it, or with _
+    assert one.returncode == 0, one.stderr
+    assert "feed:fruit-one" in one.stdout
+    assert "fruit_two" not in one.stdout and "fruit-two" not in one.stdout
+    assert "Sources: 1, failing: 0" in one.stdout  # only the sources this trigger reads
+    assert "Sources: 2, failing: 0" in _cli("status").stdout
+
+    nope = _cli("status", "nope")
+    assert nope.returncode == 1
+    assert "no trigger named 'nope'" in nope.stderr
+    assert "fruit_one" in nope.stderr and "fruit_two" in nope.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "triggerflow", *args],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )  # fmt: skip

@@ -283,3 +283,57 @@ def test_search_what_a_trigger_collected_from_the_cli(feeds: Any, data_dir: Path
     assert "triggerflow: error: search: no items were collected by a trigger named 'nope'" in (
         bad.stderr
     )
+
+
+def test_alerts_are_kept_apart_from_status_and_search(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alert is an item of the `_alerts` pseudo-trigger: shown only when asked for."""
+    from triggerflow import _alerts
+
+    # The alert is queued (nothing listens on port 1), as when the XMPP server is down.
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_JID", "bot@127.0.0.1")
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_PASSWORD", "pw")
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_HOST", "127.0.0.1")
+    monkeypatch.setenv("TRIGGERFLOW_XMPP_DEFAULT_PORT", "1")
+    monkeypatch.setenv("TRIGGERFLOW_ALERTS", "admin@127.0.0.1")
+    put(store, *filler(10), Item("https://a.example.org/feed", "1", title="Build failing again"))
+    _alerts.check(store, "watched", ["FeedUnavailable: 404"])
+
+    assert titles(tf_search.search("failing", store=store)) == ["Build failing again"]
+    alerts = tf_search.search("failing", trigger="_alerts", store=store)
+    assert [i.source for i in alerts] == [_alerts.SOURCE]
+
+    def status(*args: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "triggerflow", "status", *args],
+            capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert "_alerts" not in status()
+    assert "_alerts" in status("--all") and "xmpp:admin@127.0.0.1" in status("_alerts")
+
+
+def test_equal_scores_are_newest_first(store: Store) -> None:
+    """Same words, same score: the newest first, whether indexed or still waiting."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def same(prefix: str, days: list[float]) -> list[Item]:
+        return [
+            Item(f"https://s{n % 3}.example.org/feed", f"{prefix}{n}", title="Kernel release",
+                 published=base + timedelta(days=d))
+            for n, d in enumerate(days)
+        ]  # fmt: skip
+
+    topics = ["garden tomatoes", "train timetable", "jazz concert", "bread recipe", "rain"]
+    other = [Item("https://o.example.org/feed", f"o{i}", title=f"{topics[i % 5]} {i}")
+             for i in range(30)]  # fmt: skip
+    # These corpus statistics give the two BM25s scores that differ in the last bit.
+    put(store, *other, *same("old", list(range(10))))
+    tf_search.rebuild_search_index(store)
+    put(store, *same("new", [0.5, 1.5, 2.5, 3.5, 4.5]))  # waiting for the index: scored in SQL
+    hits = tf_search.search("kernel", store=store)
+    dates = [i.published for i in hits]
+    assert len(dates) == 15 and dates == sorted(dates, reverse=True)

@@ -49,6 +49,18 @@ def _check(store: Store, trigger: str, failures: list[str]) -> None:
     elif not failures and before is not None:
         since = f"{before[0]:%Y-%m-%d %H:%M}"
         text = f"✓ triggerflow: {trigger} is back to normal (failing since {since})"
+        # Items that failed for good are not sent by the next runs: "back to normal"
+        # alone would let the owner believe nothing is missing.
+        with store.transaction(commit=False) as con:
+            row = con.execute(
+                "SELECT count(*) FILTER (state = 'failed'), count(*) FILTER (state = 'dead') "
+                "FROM deliveries WHERE trigger = $1",
+                [trigger],
+            ).fetchone()
+        failed, dead = row if row else (0, 0)
+        if failed or dead:
+            how = f"triggerflow retry {trigger}" + (" --dead" if dead else "")
+            text += f"; {failed + dead} item(s) still wait for `{how}`"
         ident = f"{trigger}:{t.isoformat()}:back"
     else:
         with store.transaction(commit=False) as con:

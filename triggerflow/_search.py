@@ -123,7 +123,8 @@ def search(
         since: only items published (else first seen) at or after this time:
             a datetime, a date, ``"2026-11-01"`` or an age such as ``"7d"``, ``"12h"``, ``"2w"``.
         until: only items published before this time (same forms).
-        trigger: only items from the sources of this trigger.
+        trigger: only items from the sources of this trigger; ``"_alerts"`` for the
+            failure alerts, which are left out otherwise.
         source: only items of sources whose key (a feed's URL) contains this text.
         limit: at most this many hits.
         store: the store to search (default: the configured one).
@@ -197,7 +198,8 @@ def _filters(
     trigger: str | None,
     source: str | None,
 ) -> q.Where:
-    if trigger:
+    alerts = trigger == "_alerts"  # the pseudo-trigger of failure alerts (_alerts.ALERTS)
+    if trigger and not alerts:
         with store.transaction(commit=False) as con:
             rows = con.execute("SELECT DISTINCT trigger FROM trigger_sources").fetchall()
         known = [r[0] for r in rows]
@@ -210,8 +212,9 @@ def _filters(
     return q.Where(
         since=parse_time(since, "since") if since is not None else None,
         until=parse_time(until, "until") if until is not None else None,
-        sources_of=trigger or None,
+        sources_of=None if alerts else trigger or None,
         source_text=source or None,
+        alerts=alerts,
     )
 
 

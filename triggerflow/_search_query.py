@@ -19,6 +19,8 @@ from ._fts import DOC_TEXT, STORE, empty_index, index_path, load_fts
 from ._store import ITEM_SELECT, Store, attach_read_only, open_duckdb
 from .exceptions import SearchError, StoreError
 
+ALERTS_SOURCE = "triggerflow:alerts"  # _alerts.SOURCE (not imported: it pulls in the sinks)
+
 # BM25 parameters, the fts extension's defaults (its match_bm25 uses the same).
 _K, _B = 1.2, 0.75
 
@@ -212,7 +214,9 @@ def ranked_sql(where: Where) -> str:
         SELECT * FROM indexed
         UNION ALL
         SELECT f.rid, f.source, f.id, f.when_, s.score FROM scanned s JOIN fresh f USING (rid)
-    ) ORDER BY score DESC, when_ DESC NULLS LAST, source, id
+    -- rounded: the extension's BM25 and the one above sum in another order, so equal
+    -- scores can differ in the last bit and would put older hits first
+    ) ORDER BY round(score, 9) DESC, when_ DESC NULLS LAST, source, id
     LIMIT $limit
     """
 
@@ -251,9 +255,12 @@ class Where:
     until: datetime | None
     sources_of: str | None  # a trigger's name
     source_text: str | None
+    # Failure alerts are items too (of the `_alerts` pseudo-trigger), but a search for
+    # "failing" is about what the triggers collected: alerts only when asked for.
+    alerts: bool = False
 
     def sql(self, source: str, when: str) -> str:
-        clauses = ["true"]
+        clauses = [f"{source} {'=' if self.alerts else '<>'} '{ALERTS_SOURCE}'"]
         if self.since:
             clauses.append(f"{when} >= $f_since")
         if self.until:

@@ -24,6 +24,10 @@ TRIGGERFLOW_XMPP_DEFAULT_PASSWORD (see README, "Accounts").
 """
 
 
+# _alerts.ALERTS, the failure alerts' pseudo-trigger (importing _alerts loads Prefect)
+ALERTS = "_alerts"
+
+
 def say(text: str = "") -> None:
     """Print one line of output now (also when piped)."""
     print(text, flush=True)
@@ -196,12 +200,28 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     from ._store import now
     from .limits import parse_limit
 
+    # `list` shows names as the user wrote them in flows/; the store keeps them with _
+    name = args.name.replace("-", "_") if args.name else None
     with store.transaction(commit=False) as con:
         routes = store.route_status(con)
         collected = store.items_per_trigger(con)
-        failures = store.failures(con, args.failures)
+        failures = store.failures(con, args.failures, name)
         sources = store.source_status(con)
-        webhooks = store.inbox_counts(con, "github")
+        webhooks = [] if name else store.inbox_counts(con, "github")
+        if name:
+            known = {r.trigger for r in routes} | set(collected)
+            if name not in known:
+                names = ", ".join(sorted(known)) or "none yet"
+                raise TriggerflowError(
+                    f"status: no trigger named {args.name!r} has run (triggers that ran: {names})"
+                )
+            routes = [r for r in routes if r.trigger == name]
+            collected = {t: n for t, n in collected.items() if t == name}
+            sources = [src for src in sources if name in src.triggers]
+        elif not args.all:
+            # The failure alerts' own deliveries are not a trigger of the user's.
+            routes = [r for r in routes if r.trigger != ALERTS]
+            failures = [f for f in failures if f[0] != ALERTS]
         next_slot = {
             (r.sink, r.target): store.allowance(con, r.sink, r.target, parse_limit(r.limit), now())
             for r in routes
@@ -491,8 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(
         "status", cmd_status, "what was collected, sent, queued and failed, and why",
         "Per trigger and target: items collected, sent, queued, failed (with the\n"
-        "reason), skipped on the first run; then the sources that fail and why.",
+        "reason), skipped on the first run; then the sources that fail and why.\n"
+        "With NAME: only that trigger, its deliveries and the sources it reads.",
     )  # fmt: skip
+    sp.add_argument("name", nargs="?", help="only this trigger (see `triggerflow list`)")
+    sp.add_argument(
+        "--all", action="store_true", help="also the failure alerts' deliveries (_alerts)"
+    )
     sp.add_argument("--failures", type=int, default=10, help="failed deliveries shown (10)")
     sp.add_argument("--sources", action="store_true", help="also list every source")
     sp = add(
@@ -550,7 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("query", nargs="*", help="words to look for")
     sp.add_argument("--since", metavar="WHEN", help="only items from then on: 7d, 12h, 2026-11-01")
     sp.add_argument("--until", metavar="WHEN", help="only items before then (same forms)")
-    sp.add_argument("--trigger", metavar="NAME", help="only items from this trigger's sources")
+    sp.add_argument(
+        "--trigger", metavar="NAME",
+        help="only items from this trigger's sources (_alerts: the failure alerts, else left out)",
+    )  # fmt: skip
     sp.add_argument("--source", metavar="TEXT", help="only sources whose URL contains TEXT")
     sp.add_argument("--limit", type=int, default=20, help="at most this many hits (20)")
     sp.add_argument("--reindex", action="store_true", help="rebuild the search index first")

@@ -14,9 +14,11 @@ the file (shared notes/notebooks.md, rule 6).
 
 from __future__ import annotations
 
+import atexit
 import html
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -47,7 +49,8 @@ def setup(
     Args:
         data_dir: the data dir (store, Prefect home) to use; default: the configured one.
         scratch: use a new temporary data dir (and flows dir) instead, for trying things
-            out without touching your store.
+            out without touching your store. It is removed when the kernel exits or
+            ``setup`` is called again.
         flows_dir: where triggers are saved and found (default: the configured one, or
             ``<scratch>/flows``).
         quiet: keep Prefect's INFO log lines out of the cells (warnings still show).
@@ -56,8 +59,12 @@ def setup(
     ``PREFECT_API_URL``); without one, Prefect's ephemeral mode starts a temporary
     server with the first run (~20-30 s once per kernel).
     """
+    _remove_scratch()  # a new setup replaces the last scratch dir: nothing uses it any more
     if scratch:
         root = Path(tempfile.mkdtemp(prefix="triggerflow-notebook-"))
+        atexit.unregister(_remove_scratch)  # registered once, however often setup runs
+        atexit.register(_remove_scratch)
+        _scratch.append(root)
         data_dir = data_dir or root / "data"
         flows_dir = flows_dir or root / "flows"
         Path(flows_dir).mkdir(parents=True, exist_ok=True)
@@ -77,6 +84,16 @@ def setup(
     where = f"the Prefect server at {api}" if api else "Prefect's ephemeral mode"
     print(f"triggerflow: data in {s.data_dir}, triggers in {s.flows_dir}, runs through {where}")
     return s
+
+
+_scratch: list[Path] = []  # this kernel's scratch dirs, removed by the next setup or at exit
+
+
+def _remove_scratch() -> None:
+    while _scratch:
+        # ignore_errors: a file still open (a DuckDB file on some systems) must not turn
+        # the kernel's exit into a traceback; /tmp is cleaned some day anyway.
+        shutil.rmtree(_scratch.pop(), ignore_errors=True)
 
 
 class Table:

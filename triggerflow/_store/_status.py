@@ -64,15 +64,19 @@ class StatusMixin:
         return [RouteStatus(*r) for r in rows]
 
     @staticmethod
-    def failures(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[tuple[str, ...]]:
-        """The latest failed or dead deliveries: trigger, target, state, title, reason."""
+    def failures(
+        con: duckdb.DuckDBPyConnection, limit: int = 20, trigger: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """The latest failed or dead deliveries (of ``trigger``, else of all):
+        trigger, target, state, title, reason."""
         rows = con.execute(
             """
             SELECT d.trigger, d.target, d.state, coalesce(i.title, d.item_id), d.last_error
             FROM deliveries d LEFT JOIN items i ON i.source = d.source AND i.id = d.item_id
-            WHERE d.state IN ('failed', 'dead') ORDER BY d.updated_at DESC LIMIT $1
+            WHERE d.state IN ('failed', 'dead') AND ($2::VARCHAR IS NULL OR d.trigger = $2)
+            ORDER BY d.updated_at DESC LIMIT $1
             """,
-            [limit],
+            [limit, trigger],
         ).fetchall()
         return [tuple(str(c) for c in r) for r in rows]
 
