@@ -637,3 +637,26 @@ def test_the_token_is_never_sent_to_another_address(mastodon: MastodonStandIn) -
     with ServiceClient("mastodon") as client, pytest.raises(ConfigurationError, match="not on"):
         client.get("http://127.0.0.1:9/api/v1/timelines/home")  # e.g. a forged Link header
     assert repr(client) == f"ServiceClient('mastodon', account='default', url='{mastodon.url}')"
+
+
+def test_accounts_lists_xmpp_accounts_from_the_environment_and_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An XMPP account that works is no "No accounts connected yet"; never a secret."""
+    from triggerflow.blocks import XMPPAccount
+
+    XMPPAccount(jid="team@example.org", password="team-secret-pw").save("xmpp-team", overwrite=True)
+    env = dict(os.environ)
+    env.update(
+        TRIGGERFLOW_XMPP_DEFAULT_JID="bot@example.org",
+        TRIGGERFLOW_XMPP_DEFAULT_PASSWORD="env-secret-pw",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "accounts"], capture_output=True, text=True,
+        timeout=120, check=True, env=env,
+    ).stdout  # fmt: skip
+    assert "No accounts connected" not in out, out
+    rows = [" ".join(line.split()) for line in out.splitlines()]  # padding varies
+    assert "xmpp default bot@example.org (from the environment)" in rows, out
+    assert "xmpp team team@example.org (saved block)" in rows, out
+    assert "secret-pw" not in out

@@ -209,16 +209,38 @@ def connect_trello(
     return block
 
 
+def _env_xmpp_accounts() -> list[tuple[str, str, str, str]]:
+    """XMPP accounts configured in the environment (``TRIGGERFLOW_XMPP_<NAME>_JID``)."""
+    import re
+
+    rows = []
+    for key, jid in sorted(os.environ.items()):
+        m = re.fullmatch(r"TRIGGERFLOW_XMPP_(.+)_JID", key)
+        if m and jid and os.environ.get(f"TRIGGERFLOW_XMPP_{m.group(1)}_PASSWORD"):
+            rows.append(("xmpp", m.group(1).lower(), jid, "from the environment"))
+    return rows
+
+
 def list_accounts() -> list[tuple[str, str, str, str]]:
-    """(service, account, who, token state) of every connected account; no secrets."""
+    """(service, account, who, state) of every account: XMPP ones from the environment
+    and every saved block (XMPP and the services); never a secret."""
     import time
 
     from prefect.client.orchestration import get_client
 
-    from .blocks import SERVICES
+    from .blocks import SERVICES, XMPPAccount
 
-    rows = []
+    rows = _env_xmpp_accounts()
+    in_env = {name for _, name, _, _ in rows}
     with get_client(sync_client=True) as client:
+        try:
+            xmpp_docs = client.read_block_documents_by_type(XMPPAccount.get_block_type_slug())
+        except Exception:  # the type was never registered: no account of it
+            xmpp_docs = []
+        for doc in xmpp_docs:
+            name = (doc.name or "").removeprefix("xmpp-")
+            if doc.name and doc.name.startswith("xmpp-") and name not in in_env:
+                rows.append(("xmpp", name, str(doc.data.get("jid", "")), "saved block"))
         for service, cls in SERVICES.items():
             try:
                 docs = client.read_block_documents_by_type(cls.get_block_type_slug())
@@ -302,14 +324,21 @@ def cmd_connect(s: Settings, args: argparse.Namespace) -> int:
 def cmd_accounts(s: Settings, args: argparse.Namespace) -> int:
     from ._serve import prepare_environment
 
-    prepare_environment(s)
-    rows = list_accounts()
+    if prepare_environment(s) is None:
+        # Saved accounts live on the Prefect server: a read-only command starts none.
+        rows = _env_xmpp_accounts()
+        note = "saved accounts not checked: no Prefect server running (start `triggerflow serve`)"
+    else:
+        rows, note = list_accounts(), ""
     if not rows:
-        print("No accounts connected yet: triggerflow connect mastodon|wallabag|trello --help")
-        return 0
-    width = max(len(f"{svc} {name}") for svc, name, _, _ in rows)
-    for service, name, who, state in rows:
-        print(f"{f'{service} {name}':<{width}}  {who}  ({state})")
+        print("No accounts connected yet: triggerflow connect mastodon|wallabag|trello --help;")
+        print("XMPP: set TRIGGERFLOW_XMPP_DEFAULT_JID and _PASSWORD (README, Accounts)")
+    if rows:
+        width = max(len(f"{svc} {name}") for svc, name, _, _ in rows)
+        for service, name, who, state in rows:
+            print(f"{f'{service} {name}':<{width}}  {who}  ({state})")
+    if note:
+        print(f"({note})")
     return 0
 
 
