@@ -412,6 +412,40 @@ def test_push_messages_in_the_jabber_hook_format() -> None:
     assert long is not None and all(len(line) <= _github.MAX_LINE for line in long.lines)
 
 
+def test_push_messages_link_one_commit_name_empty_messages_and_skip_known_commits() -> None:
+    """What GitHub's Jabber hook did: one commit links the commit; commits that were
+    already on another branch (`distinct: false`) are not announced again as new."""
+    one = _push(1)
+    one["commits"][0].update(url="https://github.com/Codertocat/Hello-World/commit/abc1234")
+    a = _github.describe("push", one)
+    assert a is not None and a.lines[0] == (
+        "[Hello-World] Codertocat pushed 1 new commit to master: "
+        "https://github.com/Codertocat/Hello-World/commit/abc1234"
+    )
+    assert a.url.endswith("/commit/abc1234")
+    empty = _push(1)
+    empty["commits"][0].update(message="")
+    e = _github.describe("push", empty)
+    assert e is not None and e.lines[1] == "[Hello-World/master] (no message) - Codertocat"
+    merged = _push(3)
+    for c in merged["commits"][:2]:
+        c["distinct"] = False  # already on another branch
+    m = _github.describe("push", merged)
+    assert m is not None and m.lines[0].startswith(
+        "[Hello-World] Codertocat pushed 1 new commit to master: "
+    )
+    assert m.lines[1:] == ("[Hello-World/master] Change 3 - Codertocat",)
+    ff = _push(2)
+    ff["after"] = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+    for c in ff["commits"]:
+        c["distinct"] = False
+    f = _github.describe("push", ff)
+    assert f is not None and f.lines == (
+        "[Hello-World] Codertocat fast-forwarded master to 0d1a26e (2 commits already on "
+        "another branch): https://github.com/Codertocat/Hello-World/compare/a...b",
+    )
+
+
 def test_failures_of_workflows_and_checks_are_announced_successes_are_not() -> None:
     run = fixture("workflow_run/completed.payload.json")
     assert _github.describe("workflow_run", run) is None  # success

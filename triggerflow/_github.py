@@ -205,7 +205,18 @@ def _push(p: _P) -> Found:
     branch = ref.removeprefix("refs/heads/")
     if p.get("deleted"):
         return [f"[{repo}] {who} deleted branch {branch}"], "", branch
+    # Commits already on another branch (a merge or fast-forward of known work) come with
+    # `distinct: false`: announcing them again as new was noise the old hook avoided.
+    known = [c for c in commits if not c.get("distinct", True)]
+    commits = [c for c in commits if c.get("distinct", True)]
     n = len(commits)
+    if n == 1 and commits[0].get("url"):
+        url = str(commits[0]["url"])  # one commit: its own page, as the Jabber hook linked
+    if known and not n and not p.get("created") and not p.get("forced"):
+        to = p.s("after")[:7]
+        head = f"[{repo}] {who} fast-forwarded {branch} to {to} "
+        head += f"({_plural(len(known), 'commit')} already on another branch): {url}"
+        return [head], url, branch
     if p.get("created"):
         head = f"[{repo}] {who} created branch {branch}"
         head += f" with {_plural(n, 'new commit')}: {url}" if n else f": {url}"
@@ -217,7 +228,8 @@ def _push(p: _P) -> Found:
     lines = [head]
     for c in commits[-MAX_COMMIT_LINES:]:  # the newest ones, oldest first as GitHub lists them
         author = (c.get("author") or {}).get("name") or (c.get("author") or {}).get("username")
-        lines.append(f"[{repo}/{branch}] {_first_line(c.get('message', ''))} - {author or '?'}")
+        message = _first_line(c.get("message") or "") or "(no message)"
+        lines.append(f"[{repo}/{branch}] {message} - {author or '?'}")
     if n > MAX_COMMIT_LINES:
         lines.insert(
             1, f"[{repo}/{branch}] … {_plural(n - MAX_COMMIT_LINES, 'older commit')} not shown"
