@@ -597,8 +597,10 @@ def test_trello_429_without_headers_waits_a_window(
 
     from triggerflow import _service_client
 
-    monkeypatch.setattr(_service_client, "TRELLO_429_WAIT", 1.0)
-    with TrelloStandIn(rate_interval=1) as t:
+    # The forced window starts at set_remaining(), before the run: 5 s (not 1) so that a
+    # slow start on a busy machine still sends "a" inside it (CI saw the window over first).
+    monkeypatch.setattr(_service_client, "TRELLO_429_WAIT", 5.0)
+    with TrelloStandIn(rate_interval=5) as t:
         trello_account(t)
         board = t.add_board("B")
         inbox = t.add_list(board["id"], "L")
