@@ -53,43 +53,6 @@ def prepare_environment(s: Settings, *, use_serve: bool = True) -> str | None:
     return None
 
 
-def deployment_for(trigger: Any, problems: list[str], paused_because: str | None = None) -> Any:
-    """The Prefect deployment of one trigger.
-
-    Paused when it is not configured yet, on vacation or paused by hand: Prefect
-    un-pauses whatever is deployed again, so the pause is part of every deployment.
-    """
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-
-    from .schedules import to_prefect
-
-    description = trigger.description or ""
-    if problems:
-        description = (description + "\n\nNot configured: " + "; ".join(problems)).strip()
-    paused = bool(problems) or paused_because is not None
-    # The schedule stays active: `paused` alone stops it, and resuming the deployment
-    # (vacation off, `triggerflow resume`) then brings its runs back.
-    schedules = [to_prefect(trigger.schedule)] if trigger.schedule else None
-    # One run at a time: runs missed while nobody served are dropped rather than caught
-    # up in a burst (shared notes/prefect.md §4). Not for event triggers: a queued run
-    # waits for Prefect's slot retry (30 s), and overlapping runs are safe (the ledger
-    # claims each item once, cursors only move forward); their wake-ups are coalesced.
-    limit = None
-    if trigger.on is None:
-        limit = ConcurrencyLimitConfig(
-            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
-        )
-    return trigger.to_deployment(
-        name=trigger.name,
-        schedules=schedules,
-        triggers=[trigger.on.prefect_trigger()] if trigger.on else None,
-        paused=paused,
-        tags=list(trigger.tags),
-        description=description or None,
-        concurrency_limit=limit,
-    )
-
-
 def serve(s: Settings, say: Say) -> int:
     """Start (if needed) the Prefect server, deploy every trigger, run until Ctrl-C."""
     existing = running_serve(s)
