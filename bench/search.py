@@ -33,8 +33,8 @@ from pathlib import Path
 import duckdb
 
 from triggerflow import _search as tf_search
-from triggerflow._fts import index_path, load_fts
 from triggerflow._store import Store, now
+from triggerflow._store._fts import index_path, load_fts
 
 VOCABULARY = 30_000
 # Ranks in the (Zipf-like) vocabulary of the query words: common, middling, rare.
@@ -80,9 +80,9 @@ def generate(store: Store, n: int, *, offset: int = 0, collected_now: bool = Fal
     title = f"array_to_string(list_transform(range(8), x -> {pick.format(f='t')}), ' ')"
     summary = f"array_to_string(list_transform(range(60), x -> {pick.format(f='s')}), ' ')"
     stamp = "now()" if collected_now else "published"
-    with store.transaction() as con:
-        con.execute("CREATE TEMP TABLE vocab AS SELECT ?::VARCHAR[] AS ws", [VOCAB])
-        con.execute(
+    with store.transaction() as tx:
+        tx.con.execute("CREATE TEMP TABLE vocab AS SELECT ?::VARCHAR[] AS ws", [VOCAB])
+        tx.con.execute(
             f"""
             INSERT INTO items
             SELECT 'https://feeds.example.org/' || (n % 500) || '.xml', 'item-' || n,

@@ -128,8 +128,10 @@ def throughput(root: Path, prosody: Prosody, burst: int) -> dict[str, Any]:
         serve.stop()
     finally:
         serve.kill()
-    with Store(data / "triggerflow.duckdb").transaction(commit=False) as con:
-        stored = con.execute("SELECT count(*) FROM inbox WHERE repo = 'bench/burst'").fetchone()[0]
+    with Store(data / "triggerflow.duckdb").transaction(commit=False) as tx:
+        stored = tx.con.execute("SELECT count(*) FROM inbox WHERE repo = 'bench/burst'").fetchone()[
+            0
+        ]
     floor = _floor(bodies)
     return {"deliveries": burst, "ours_per_s": ours, "stored": stored, "floor_per_s": floor}
 

@@ -31,8 +31,8 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, every: float = 0
 
 
 def inbox(data_dir: Path) -> list[tuple[str, bool, dict[str, Any]]]:
-    with Store(data_dir / "triggerflow.duckdb").transaction(commit=False) as con:
-        rows = con.execute(
+    with Store(data_dir / "triggerflow.duckdb").transaction(commit=False) as tx:
+        rows = tx.con.execute(
             "SELECT event, ignored, payload FROM inbox WHERE kind = 'xmpp' ORDER BY seq"
         ).fetchall()
     return [(r[0], bool(r[1]), json.loads(r[2])) for r in rows]

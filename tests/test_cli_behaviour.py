@@ -95,8 +95,8 @@ def test_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
     items = [
         Item("https://example.org/feed", f"k{i}", title=f"kernel news {i}") for i in range(3000)
     ]
-    with store.transaction() as con:
-        store.upsert_items(con, items, now())
+    with store.transaction() as tx:
+        tx.upsert_items(items, now())
     proc = subprocess.Popen(
         [sys.executable, "-m", "triggerflow", "search", "kernel", "--limit", "3000"],
         env=_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -222,8 +222,8 @@ def test_two_processes_and_a_reader_share_one_store(
         n = 0
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and n < 40:
-            with store.transaction(commit=False) as con:
-                store.route_status(con)
+            with store.transaction(commit=False) as tx:
+                tx.route_status()
             n += 1
             time.sleep(0.05)
         print(n)

@@ -90,8 +90,8 @@ def hook() -> Iterator[Hook]:
 
 
 def inbox(data_dir: Path) -> list[tuple[str, str, bool]]:
-    with Store(data_dir / "triggerflow.duckdb").transaction(commit=False) as con:
-        rows = con.execute("SELECT id, event, ignored FROM inbox ORDER BY seq").fetchall()
+    with Store(data_dir / "triggerflow.duckdb").transaction(commit=False) as tx:
+        rows = tx.con.execute("SELECT id, event, ignored FROM inbox ORDER BY seq").fetchall()
     return [(r[0], r[1], bool(r[2])) for r in rows]
 
 
@@ -658,12 +658,12 @@ def test_a_burst_of_deliveries_wakes_a_trigger_twice_not_once_per_delivery() -> 
 def test_a_cursor_only_moves_forward(data_dir: Path) -> None:
     """Runs of one event trigger may overlap; the slower one must not move it back."""
     store = Store(data_dir / "triggerflow.duckdb")
-    with store.transaction() as con:
-        store.set_inbox_cursor(con, "t", "github", 10)
-        store.set_inbox_cursor(con, "t", "github", 5)
-        assert store.inbox_cursor(con, "t", "github") == 10
-        store.set_inbox_cursor(con, "t", "github", 12)
-        assert store.inbox_cursor(con, "t", "github") == 12
+    with store.transaction() as tx:
+        tx.set_inbox_cursor("t", "github", 10)
+        tx.set_inbox_cursor("t", "github", 5)
+        assert tx.inbox_cursor("t", "github") == 10
+        tx.set_inbox_cursor("t", "github", 12)
+        assert tx.inbox_cursor("t", "github") == 12
 
 
 @pytest.mark.usefixtures("prefect_api")

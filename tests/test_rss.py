@@ -352,9 +352,9 @@ def test_the_store_keeps_validators_and_the_last_success_and_error(
     url = feeds.url("/s.xml")
 
     def remembered() -> tuple[Any, Any]:
-        with store.transaction(commit=False) as con:
-            (status,) = store.source_status(con)
-            return store.source_states(con, [url])[url], status
+        with store.transaction(commit=False) as tx:
+            (status,) = tx.source_status()
+            return tx.source_states([url])[url], status
 
     assert mod._fetch("watch", (url,), True, True).report.new == 2
     state, status = remembered()
@@ -395,6 +395,9 @@ def test_items_stored_in_several_transactions_once_each_with_a_lean_raw(
     assert not {"summary_detail", "title_detail", "content"} & set(raw)  # kept once, in the Item
     con = duckdb.connect(str(data_dir / "triggerflow.duckdb"), read_only=True)
     try:
-        assert con.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone() == (10, 10)
+        assert con.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone() == (
+            10,
+            10,
+        )
     finally:
         con.close()

@@ -19,8 +19,8 @@ import pytest
 
 from triggerflow import Item
 from triggerflow import _search as tf_search
-from triggerflow._fts import index_path, load_fts
 from triggerflow._store import Store, now, open_duckdb
+from triggerflow._store._fts import index_path, load_fts
 from triggerflow.exceptions import SearchError, SearchUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +32,8 @@ LONG_BODY = (
 
 
 def put(store: Store, *items: Item, when: datetime | None = None) -> None:
-    with store.transaction() as con:
-        store.upsert_items(con, items, when or now())
+    with store.transaction() as tx:
+        tx.upsert_items(items, when or now())
 
 
 def filler(n: int) -> list[Item]:
@@ -142,8 +142,8 @@ def test_filters_trigger_source_dates_and_limit(store: Store) -> None:
         for host in ("news", "blog") for d in range(5)
     ]  # fmt: skip
     put(store, *filler(10), *items)
-    with store.transaction() as con:
-        store.link_trigger_sources(con, "astro", ["https://blog.example.org/feed"])
+    with store.transaction() as tx:
+        tx.link_trigger_sources("astro", ["https://blog.example.org/feed"])
     for _ in range(2):
         assert len(tf_search.search("eclipse", store=store)) == 10
         assert len(tf_search.search("eclipse", store=store, limit=3)) == 3
@@ -183,8 +183,8 @@ def test_too_many_waiting_items_trigger_a_rebuild(
 def test_writers_are_not_held_up_while_the_index_is_rebuilt(store: Store, tmp_path: Path) -> None:
     """A rebuild runs in another process; meanwhile a writer with a 3 s lock budget keeps
     storing items (each attempt would fail if the rebuild held the store throughout)."""
-    with store.transaction() as con:
-        con.execute(
+    with store.transaction() as tx:
+        tx.con.execute(
             """
             INSERT INTO items (source, id, title, summary, hash, first_seen, last_seen)
             SELECT 'bulk', 'b' || n, 'bulk item ' || n,

@@ -32,78 +32,76 @@ def store(tmp_path: Path) -> Store:
 
 
 def test_schema_is_versioned_and_migrations_run_once(store: Store) -> None:
-    with store.transaction() as con:
-        con.execute("INSERT INTO meta VALUES ('marker', 'kept')")
-    with store.transaction() as con:  # reopening does not migrate again
-        rows = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    with store.transaction() as tx:
+        tx.con.execute("INSERT INTO meta VALUES ('marker', 'kept')")
+    with store.transaction() as tx:  # reopening does not migrate again
+        rows = dict(tx.con.execute("SELECT key, value FROM meta").fetchall())
     assert rows == {"schema_version": str(VERSION), "application": "triggerflow", "marker": "kept"}
 
 
 def test_a_newer_schema_is_refused_clearly(store: Store) -> None:
-    with store.transaction() as con:
-        con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with store.transaction() as tx:
+        tx.con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="newer than this triggerflow"):
         with store.transaction():
             pass
 
 
 def test_upsert_counts_new_items_only(store: Store) -> None:
-    with store.transaction() as con:
-        assert store.upsert_items(con, items(3), T0) == 3
-        assert store.upsert_items(con, items(4), T0) == 1
-        assert store.upsert_items(con, items(5), T0, update=False) == 1
-        assert con.execute("SELECT count(*) FROM items").fetchone() == (5,)
+    with store.transaction() as tx:
+        assert tx.upsert_items(items(3), T0) == 3
+        assert tx.upsert_items(items(4), T0) == 1
+        assert tx.upsert_items(items(5), T0, update=False) == 1
+        assert tx.con.execute("SELECT count(*) FROM items").fetchone() == (5,)
 
 
 def test_rollback_leaves_nothing(store: Store) -> None:
-    with store.transaction(commit=False) as con:
-        store.upsert_items(con, items(3), T0)
-    with store.transaction() as con:
-        assert con.execute("SELECT count(*) FROM items").fetchone() == (0,)
+    with store.transaction(commit=False) as tx:
+        tx.upsert_items(items(3), T0)
+    with store.transaction() as tx:
+        assert tx.con.execute("SELECT count(*) FROM items").fetchone() == (0,)
 
 
 def test_first_run_of_a_route_takes_the_newest_and_skips_the_rest(store: Store) -> None:
-    with store.transaction() as con:
-        store.upsert_items(con, items(10), T0)
-        skipped = store.enqueue(con, ROUTE, [i.key for i in items(10)], 3, T0)
-        owed = store.owed(con, ROUTE)
+    with store.transaction() as tx:
+        tx.upsert_items(items(10), T0)
+        skipped = tx.enqueue(ROUTE, [i.key for i in items(10)], 3, T0)
+        owed = tx.owed(ROUTE)
     assert skipped == 7
     assert [i.id for i in owed] == ["id7", "id8", "id9"]  # newest three, oldest first
-    with store.transaction() as con:  # later runs queue everything new
-        store.upsert_items(con, items(5, start=10), T0)
+    with store.transaction() as tx:  # later runs queue everything new
+        tx.upsert_items(items(5, start=10), T0)
         later = T0 + timedelta(hours=1)
-        assert store.enqueue(con, ROUTE, [i.key for i in items(15)], 3, later) == 0
-        assert len(store.owed(con, ROUTE)) == 8
+        assert tx.enqueue(ROUTE, [i.key for i in items(15)], 3, later) == 0
+        assert len(tx.owed(ROUTE)) == 8
 
 
 def test_live_events_are_never_cut_and_take_no_first_run_slot(store: Store) -> None:
     """Issue 15, item 10: a first run's cut counts the backlog only."""
-    with store.transaction() as con:
-        store.upsert_items(con, items(10), T0)
+    with store.transaction() as tx:
+        tx.upsert_items(items(10), T0)
         keys = [i.key for i in items(10)]
         live = frozenset(keys[:6])  # older than the backlog, still live events
-        assert store.enqueue(con, ROUTE, keys, 3, T0, live=live) == 1
-        owed = store.owed(con, ROUTE)
+        assert tx.enqueue(ROUTE, keys, 3, T0, live=live) == 1
+        owed = tx.owed(ROUTE)
     assert [i.id for i in owed] == [f"id{n}" for n in (0, 1, 2, 3, 4, 5, 7, 8, 9)]
 
 
 def test_record_sent_rejected_unsent_and_dead(store: Store) -> None:
     keys = [i.key for i in items(4)]
-    with store.transaction() as con:
-        store.upsert_items(con, items(4), T0)
-        store.enqueue(con, ROUTE, keys, 10, T0)
-        dead = store.record(
-            con, ROUTE, T0, sent=[keys[0]], rejected={keys[1]: "cancel/service-unavailable"},
+    with store.transaction() as tx:
+        tx.upsert_items(items(4), T0)
+        tx.enqueue(ROUTE, keys, 10, T0)
+        dead = tx.record(
+            ROUTE, T0, sent=[keys[0]], rejected={keys[1]: "cancel/service-unavailable"},
             unsent=keys[2:], error="server down", max_attempts=2,
         )  # fmt: skip
         assert dead == 0
-        assert (
-            store.record(con, ROUTE, T0, unsent=keys[2:], error="still down", max_attempts=2) == 2
-        )
-        rows = con.execute(
+        assert tx.record(ROUTE, T0, unsent=keys[2:], error="still down", max_attempts=2) == 2
+        rows = tx.con.execute(
             "SELECT item_id, state, attempts, last_error FROM deliveries ORDER BY item_id"
         ).fetchall()
-        (status,) = store.route_status(con)
+        (status,) = tx.route_status()
     assert rows == [
         ("id0", "sent", 1, None),
         ("id1", "failed", 1, "cancel/service-unavailable"),
@@ -134,26 +132,26 @@ def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
 
 def test_tried_names_items_whose_send_got_no_answer_or_whose_run_died(store: Store) -> None:
     keys = [i.key for i in items(3)]
-    with store.transaction() as con:
-        store.upsert_items(con, items(3), T0)
-        store.enqueue(con, ROUTE, keys, 10, T0)
-        assert store.tried(con, ROUTE, keys) == set()
-        claim = store.claim(con, ROUTE, T0, lease=timedelta(minutes=5))
+    with store.transaction() as tx:
+        tx.upsert_items(items(3), T0)
+        tx.enqueue(ROUTE, keys, 10, T0)
+        assert tx.tried(ROUTE, keys) == set()
+        claim = tx.claim(ROUTE, T0, lease=timedelta(minutes=5))
         assert len(claim.items) == 3
-        store.record(con, ROUTE, T0, sent=[keys[0]], unsent=[keys[1]], error="timed out")
+        tx.record(ROUTE, T0, sent=[keys[0]], unsent=[keys[1]], error="timed out")
         # keys[2] stays claimed: its run died. After the lease it is owed again, noted.
-        again = store.claim(con, ROUTE, T0 + timedelta(minutes=6), lease=timedelta(minutes=5))
+        again = tx.claim(ROUTE, T0 + timedelta(minutes=6), lease=timedelta(minutes=5))
         assert [i.key for i in again.items] == keys[1:]
-        assert store.tried(con, ROUTE, keys) == {keys[1], keys[2]}
+        assert tx.tried(ROUTE, keys) == {keys[1], keys[2]}
 
 
 def test_a_lock_held_briefly_by_another_process_is_waited_for(store: Store) -> None:
-    with store.transaction() as con:  # create the file first
-        store.upsert_items(con, items(1), T0)
+    with store.transaction() as tx:  # create the file first
+        tx.upsert_items(items(1), T0)
     holder = _hold(store.path, 1.5)
     try:
-        with store.transaction() as con:  # waits with backoff, then gets in
-            assert store.upsert_items(con, items(2), T0) == 1
+        with store.transaction() as tx:  # waits with backoff, then gets in
+            assert tx.upsert_items(items(2), T0) == 1
         assert holder.poll() is not None  # it really was the other process's turn first
     finally:
         holder.wait(10)
@@ -178,25 +176,25 @@ def test_a_lock_held_too_long_is_a_clear_error_naming_the_holder(tmp_path: Path)
 def test_batches_are_single_statements(store: Store) -> None:
     """5,000 items in one upsert: one call, no per-row round trips (a row count check)."""
     many = items(5000)
-    with store.transaction() as con:
-        assert store.upsert_items(con, many, T0) == 5000
-        store.enqueue(con, ROUTE, [i.key for i in many], 5000, T0)
-        store.record(con, ROUTE, T0, sent=[i.key for i in many])
-        assert con.execute("SELECT count(*) FROM deliveries WHERE state = 'sent'").fetchone() == (
-            5000,
-        )
+    with store.transaction() as tx:
+        assert tx.upsert_items(many, T0) == 5000
+        tx.enqueue(ROUTE, [i.key for i in many], 5000, T0)
+        tx.record(ROUTE, T0, sent=[i.key for i in many])
+        assert tx.con.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        ).fetchone() == (5000,)
 
 
 def test_skip_backlog_skips_what_is_owed_and_what_was_published_before(store: Store) -> None:
-    with store.transaction() as con:
-        store.upsert_items(con, items(3), T0)
-        store.enqueue(con, ROUTE, [i.key for i in items(3)], 10, T0)
-        assert store.skip_backlog(con, ["t"], T0 + timedelta(hours=4)) == 3
+    with store.transaction() as tx:
+        tx.upsert_items(items(3), T0)
+        tx.enqueue(ROUTE, [i.key for i in items(3)], 10, T0)
+        assert tx.skip_backlog(["t"], T0 + timedelta(hours=4)) == 3
         # found after the return: published at hours 3..5, the return was at hour 4
-        store.upsert_items(con, items(3, start=3), T0)
+        tx.upsert_items(items(3, start=3), T0)
         later = T0 + timedelta(days=1)
-        assert store.enqueue(con, ROUTE, [i.key for i in items(6)], 10, later) == 1
-        assert [i.id for i in store.owed(con, ROUTE)] == ["id4", "id5"]
+        assert tx.enqueue(ROUTE, [i.key for i in items(6)], 10, later) == 1
+        assert [i.id for i in tx.owed(ROUTE)] == ["id4", "id5"]
 
 
 def test_an_older_file_is_migrated_forward_and_keeps_its_rows(tmp_path: Path) -> None:
@@ -217,12 +215,14 @@ def test_an_older_file_is_migrated_forward_and_keeps_its_rows(tmp_path: Path) ->
     con.close()
     store = Store(path, wait=5)
     for _ in range(2):  # the second open finds nothing to do
-        with store.transaction() as con:
-            version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        with store.transaction() as tx:
+            version = tx.con.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
             tables = {
-                r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+                r[0] for r in tx.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
             }
-            kept = con.execute("SELECT title FROM items").fetchall()
+            kept = tx.con.execute("SELECT title FROM items").fetchall()
         assert version == (str(VERSION),)
         assert {"pauses", "vacation", "routes"} <= tables  # from migrations 2 and 3
         assert kept == [("old",)]
@@ -231,12 +231,12 @@ def test_an_older_file_is_migrated_forward_and_keeps_its_rows(tmp_path: Path) ->
 def test_update_false_leaves_stored_items_exactly_as_they_were(store: Store) -> None:
     edited = [Item(source="feed", id="id0", title="edited title", published=T0)]
     later = T0 + timedelta(days=1)
-    with store.transaction() as con:
-        store.upsert_items(con, items(1), T0)
-        assert store.upsert_items(con, edited, later, update=False) == 0
-        assert con.execute("SELECT title, last_seen FROM items").fetchone() == ("title 0", T0)
-        assert store.upsert_items(con, edited, later) == 0  # an edit is not a new item
-        assert con.execute("SELECT title, first_seen, last_seen FROM items").fetchone() == (
+    with store.transaction() as tx:
+        tx.upsert_items(items(1), T0)
+        assert tx.upsert_items(edited, later, update=False) == 0
+        assert tx.con.execute("SELECT title, last_seen FROM items").fetchone() == ("title 0", T0)
+        assert tx.upsert_items(edited, later) == 0  # an edit is not a new item
+        assert tx.con.execute("SELECT title, first_seen, last_seen FROM items").fetchone() == (
             "edited title",
             T0,
             later,
@@ -245,45 +245,43 @@ def test_update_false_leaves_stored_items_exactly_as_they_were(store: Store) -> 
 
 def test_an_error_inside_a_transaction_rolls_it_back_and_propagates(store: Store) -> None:
     with pytest.raises(RuntimeError, match="half way"):
-        with store.transaction() as con:
-            store.upsert_items(con, items(2), T0)
+        with store.transaction() as tx:
+            tx.upsert_items(items(2), T0)
             raise RuntimeError("half way")
-    with store.transaction() as con:
-        assert con.execute("SELECT count(*) FROM items").fetchone() == (0,)
+    with store.transaction() as tx:
+        assert tx.con.execute("SELECT count(*) FROM items").fetchone() == (0,)
 
 
 def test_owed_is_oldest_first_and_undated_items_go_by_when_they_were_seen(store: Store) -> None:
     undated = Item(source="feed", id="undated", title="no date")
-    with store.transaction() as con:
-        store.upsert_items(con, [*items(2, start=5)], T0)
-        store.upsert_items(con, [undated], T0 + timedelta(hours=1))  # seen between the others
+    with store.transaction() as tx:
+        tx.upsert_items([*items(2, start=5)], T0)
+        tx.upsert_items([undated], T0 + timedelta(hours=1))  # seen between the others
         keys = [undated.key, *(i.key for i in items(2, start=5))]
-        assert store.enqueue(con, ROUTE, keys, 10, T0) == 0
-        assert [i.id for i in store.owed(con, ROUTE)] == ["undated", "id5", "id6"]
+        assert tx.enqueue(ROUTE, keys, 10, T0) == 0
+        assert [i.id for i in tx.owed(ROUTE)] == ["undated", "id5", "id6"]
 
 
 def test_status_numbers_for_routes_failures_and_sources(store: Store) -> None:
     from triggerflow._store import SourceState
 
     keys = [i.key for i in items(6)]
-    with store.transaction() as con:
-        store.upsert_items(con, items(6), T0)
-        store.enqueue(con, ROUTE, keys, 4, T0)  # first run: id2..id5 queued, id0, id1 skipped
-        store.record(
-            con, ROUTE, T0, sent=[keys[5]], rejected={keys[4]: "recipient unknown"},
+    with store.transaction() as tx:
+        tx.upsert_items(items(6), T0)
+        tx.enqueue(ROUTE, keys, 4, T0)  # first run: id2..id5 queued, id0, id1 skipped
+        tx.record(
+            ROUTE, T0, sent=[keys[5]], rejected={keys[4]: "recipient unknown"},
             unsent=[keys[3]], error="timeout", max_attempts=1,
         )  # fmt: skip
-        store.save_source_success(
-            con, SourceState("feed", "http://127.0.0.1/feed"), "rss", "A feed", T0, modified=True
+        tx.save_source_success(
+            SourceState("feed", "http://127.0.0.1/feed"), "rss", "A feed", T0, modified=True
         )
-        store.save_source_error(
-            con, "other", "http://127.0.0.1/o", "rss", "server answered 500", T0
-        )
-        store.link_trigger_sources(con, "t", ["feed", "other"])
-        store.link_trigger_sources(con, "u", ["feed"])
-        (route,) = store.route_status(con)
-        failures = store.failures(con)
-        sources = {s.source: s for s in store.source_status(con)}
+        tx.save_source_error("other", "http://127.0.0.1/o", "rss", "server answered 500", T0)
+        tx.link_trigger_sources("t", ["feed", "other"])
+        tx.link_trigger_sources("u", ["feed"])
+        (route,) = tx.route_status()
+        failures = tx.failures()
+        sources = {s.source: s for s in tx.source_status()}
     counts = (route.sent, route.queued, route.failed, route.dead, route.skipped)
     assert counts == (1, 1, 1, 1, 2)
     assert route.last_sent == T0
@@ -311,11 +309,11 @@ def test_threads_of_one_process_take_turns(tmp_path: Path) -> None:
     def work(n: int) -> None:
         for k in range(15):
             try:
-                with store.transaction() as con:
-                    store.upsert_items(con, items(1, start=n * 100 + k), T0)
+                with store.transaction() as tx:
+                    tx.upsert_items(items(1, start=n * 100 + k), T0)
                     # every thread updates the same row: a write-write conflict if unserialised
                     state = SourceState("feed", "http://127.0.0.1/f", etag=f"{n}-{k}")
-                    store.save_source_success(con, state, "rss", None, T0, modified=True)
+                    tx.save_source_success(state, "rss", None, T0, modified=True)
             except BaseException as e:  # collected, asserted below
                 errors.append(e)
 
@@ -326,8 +324,8 @@ def test_threads_of_one_process_take_turns(tmp_path: Path) -> None:
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
-    with store.transaction() as con:
-        assert con.execute("SELECT count(*) FROM items").fetchone() == (60,)
+    with store.transaction() as tx:
+        assert tx.con.execute("SELECT count(*) FROM items").fetchone() == (60,)
 
 
 def test_a_thread_holding_the_store_too_long_is_a_clear_error(tmp_path: Path) -> None:
@@ -365,8 +363,8 @@ from triggerflow import Item
 from triggerflow._store import Store
 store, n = Store(Path(sys.argv[1]), wait=60), int(sys.argv[2])
 for k in range(int(sys.argv[3])):
-    with store.transaction() as con:
-        store.upsert_items(con, [Item(source="p", id=f"{n}-{k}")], datetime.now(UTC))
+    with store.transaction() as tx:
+        tx.upsert_items([Item(source="p", id=f"{n}-{k}")], datetime.now(UTC))
 """
 
 
@@ -386,8 +384,8 @@ def test_processes_take_turns_and_a_reader_sees_progress(tmp_path: Path) -> None
     try:
         deadline = time.monotonic() + 120
         while any(w.poll() is None for w in writers) and time.monotonic() < deadline:
-            with reader.transaction(commit=False) as con:
-                row = con.execute("SELECT count(*) FROM items").fetchone()
+            with reader.transaction(commit=False) as tx:
+                row = tx.con.execute("SELECT count(*) FROM items").fetchone()
             seen.append(row[0] if row else -1)
             time.sleep(0.02)  # a notebook does not hammer the file either
     finally:
@@ -397,8 +395,8 @@ def test_processes_take_turns_and_a_reader_sees_progress(tmp_path: Path) -> None
             w.wait(30)
     assert [w.returncode for w in writers] == [0, 0, 0]
     assert seen == sorted(seen)  # reads are consistent snapshots, never going back
-    with reader.transaction(commit=False) as con:
-        assert con.execute("SELECT count(*) FROM items").fetchone() == (3 * per_writer,)
+    with reader.transaction(commit=False) as tx:
+        assert tx.con.execute("SELECT count(*) FROM items").fetchone() == (3 * per_writer,)
 
 
 def test_storing_items_does_not_search_for_pandas_per_value(
@@ -421,13 +419,13 @@ def test_storing_items_does_not_search_for_pandas_per_value(
     monkeypatch.delitem(sys.modules, "pandas", raising=False)
     monkeypatch.setattr(sys, "meta_path", [Watch(), *sys.meta_path])
     monkeypatch.setattr(_connection, "_PANDAS_MISSING", True)
-    with store.transaction() as con:
-        assert store.upsert_items(con, items(300), T0) == 300
-        store.enqueue(con, ROUTE, [i.key for i in items(300)], 300, T0)
+    with store.transaction() as tx:
+        assert tx.upsert_items(items(300), T0) == 300
+        tx.enqueue(ROUTE, [i.key for i in items(300)], 300, T0)
     assert lookups == []
     assert "pandas" not in sys.modules  # left as found: a later `import pandas` still works
-    with store.transaction(commit=False) as con:
-        row = con.execute("SELECT count(*), count(DISTINCT item_id) FROM deliveries").fetchone()
+    with store.transaction(commit=False) as tx:
+        row = tx.con.execute("SELECT count(*), count(DISTINCT item_id) FROM deliveries").fetchone()
     assert row == (300, 300)
 
 
@@ -451,16 +449,16 @@ def test_the_file_does_not_grow_a_block_with_every_transaction(tmp_path: Path) -
     ~0.5 MB per transaction here (bench/store_growth.py). A bound on size, not on time."""
     store = Store(tmp_path / "s.duckdb", wait=5)
     for n in range(100):  # what a run does to one item: store it, owe it, send it
-        with store.transaction() as con:
-            store.upsert_items(con, items(1, start=n), T0)
-            store.enqueue(con, ROUTE, [("feed", f"id{n}")], 1000, T0)
-            claim = store.claim(con, ROUTE, T0)
-            store.record(con, ROUTE, T0, sent=[i.key for i in claim.items])
+        with store.transaction() as tx:
+            tx.upsert_items(items(1, start=n), T0)
+            tx.enqueue(ROUTE, [("feed", f"id{n}")], 1000, T0)
+            claim = tx.claim(ROUTE, T0)
+            tx.record(ROUTE, T0, sent=[i.key for i in claim.items])
     wal = Path(f"{store.path}.wal")
     size = store.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     compact = _compact_size(store.path, tmp_path)
-    with store.transaction() as con:
-        assert con.execute("SELECT count(*) FROM deliveries WHERE state = 'sent'").fetchone() == (
-            100,
-        )
+    with store.transaction() as tx:
+        assert tx.con.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        ).fetchone() == (100,)
     assert size <= 2 * compact, f"{size / 1e6:.1f} MB for {compact / 1e6:.1f} MB of data"

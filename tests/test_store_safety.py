@@ -28,9 +28,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def put(store: Store, n: int, start: int = 0) -> None:
-    with store.transaction() as con:
-        store.upsert_items(
-            con,
+    with store.transaction() as tx:
+        tx.upsert_items(
             [Item(source="feed", id=f"id{i}", title=f"t{i}") for i in range(start, start + n)],
             T0,
         )
@@ -84,13 +83,13 @@ def test_store_connections_never_install_or_load_extensions_by_themselves(
     sqlite3.connect(other).close()
     store = Store(tmp_path / "s.duckdb", 2)
     with pytest.raises(StoreError) as e:
-        with store.transaction() as con:
+        with store.transaction() as tx:
             # sqlite_scan lives in an extension DuckDB would otherwise fetch and load.
-            con.execute(f"SELECT * FROM sqlite_scan('{other}', 'x')")
+            tx.con.execute(f"SELECT * FROM sqlite_scan('{other}', 'x')")
     assert "download" not in str(e.value).lower() and "http" not in str(e.value).lower()
-    with store.transaction() as con:
+    with store.transaction() as tx:
         settings_ = dict(
-            con.execute(
+            tx.con.execute(
                 "SELECT name, value FROM duckdb_settings() WHERE name IN "
                 "('autoinstall_known_extensions', 'autoload_known_extensions', "
                 "'allow_community_extensions')"
@@ -113,9 +112,9 @@ WRITER = textwrap.dedent(
     print("writing", flush=True)
     end = time.monotonic() + float(sys.argv[2])
     while time.monotonic() < end:
-        with store.transaction() as con:  # an item and its ledger row, in one transaction
-            store.upsert_items(con, [Item(source="feed", id=f"w{i}", title="w")], datetime.now(UTC))
-            store.enqueue(con, ("t", "xmpp", "me"), [("feed", f"w{i}")], 1000, datetime.now(UTC))
+        with store.transaction() as tx:  # an item and its ledger row, in one transaction
+            tx.upsert_items([Item(source="feed", id=f"w{i}", title="w")], datetime.now(UTC))
+            tx.enqueue(("t", "xmpp", "me"), [("feed", f"w{i}")], 1000, datetime.now(UTC))
         i += 1
     print(i, flush=True)
     """
@@ -204,15 +203,15 @@ def test_restore_brings_a_backup_back_and_keeps_the_store_it_replaced(
     put(store, 4, start=100)
     corrupt_items_block(s.store_path)  # the store is damaged after the backup
     with pytest.raises(StoreError):
-        with store.transaction() as con:
-            con.execute("SELECT * FROM items").fetchall()
+        with store.transaction() as tx:
+            tx.con.execute("SELECT * FROM items").fetchall()
     assert main(["store", "restore", str(good)]) == 0
     out = capsys.readouterr().out
     (replaced,) = data_dir.glob("triggerflow.duckdb.replaced-*")
     assert str(replaced) in out
     assert count(s.store_path) == 3
-    with store.transaction() as con:  # usable again, for reading and writing
-        store.upsert_items(con, [Item(source="feed", id="new", title="n")], T0)
+    with store.transaction() as tx:  # usable again, for reading and writing
+        tx.upsert_items([Item(source="feed", id="new", title="n")], T0)
     assert count(s.store_path) == 4
     assert replaced.stat().st_size > 0
 
@@ -290,9 +289,9 @@ def test_a_store_from_before_the_marker_is_adopted(tmp_path: Path) -> None:
         [T0],
     )
     con.close()
-    with Store(path, 2).transaction() as con:
-        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        kept = con.execute("SELECT title FROM items").fetchall()
+    with Store(path, 2).transaction() as tx:
+        meta = dict(tx.con.execute("SELECT key, value FROM meta").fetchall())
+        kept = tx.con.execute("SELECT title FROM items").fetchall()
     assert meta == {"schema_version": str(VERSION), "application": "triggerflow"}
     assert kept == [("x",)]
 
@@ -300,8 +299,8 @@ def test_a_store_from_before_the_marker_is_adopted(tmp_path: Path) -> None:
 def test_an_empty_file_becomes_a_marked_store(tmp_path: Path) -> None:
     path = tmp_path / "empty.duckdb"
     path.touch()
-    with Store(path, 2).transaction() as con:
-        row = con.execute("SELECT value FROM meta WHERE key = 'application'").fetchone()
+    with Store(path, 2).transaction() as tx:
+        row = tx.con.execute("SELECT value FROM meta WHERE key = 'application'").fetchone()
     assert row == ("triggerflow",)
 
 

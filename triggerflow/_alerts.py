@@ -36,12 +36,12 @@ def check(store: Store, trigger: str, failures: list[str]) -> None:
 def _check(store: Store, trigger: str, failures: list[str]) -> None:
     log = _runtime.logger()
     t = now()
-    with store.transaction() as con:
-        before = store.failing(con, trigger)
+    with store.transaction() as tx:
+        before = tx.failing(trigger)
         if failures and before is None:
-            store.set_failing(con, trigger, t, failures[0])
+            tx.set_failing(trigger, t, failures[0])
         elif not failures and before is not None:
-            store.set_failing(con, trigger, None)
+            tx.set_failing(trigger, None)
     if failures and before is None:
         more = f" (and {len(failures) - 1} more problem(s))" if len(failures) > 1 else ""
         text = f"⚠ triggerflow: {trigger} is failing: {failures[0]}{more}"
@@ -51,24 +51,16 @@ def _check(store: Store, trigger: str, failures: list[str]) -> None:
         text = f"✓ triggerflow: {trigger} is back to normal (failing since {since})"
         # Items that failed for good are not sent by the next runs: "back to normal"
         # alone would let the owner believe nothing is missing.
-        with store.transaction(commit=False) as con:
-            row = con.execute(
-                "SELECT count(*) FILTER (state = 'failed'), count(*) FILTER (state = 'dead') "
-                "FROM deliveries WHERE trigger = $1",
-                [trigger],
-            ).fetchone()
-        failed, dead = row if row else (0, 0)
+        with store.transaction(commit=False) as tx:
+            _, failed, dead = tx.unsettled(trigger)
         if failed or dead:
             how = f"triggerflow retry {trigger}" + (" --dead" if dead else "")
             text += f"; {failed + dead} item(s) still wait for `{how}`"
         ident = f"{trigger}:{t.isoformat()}:back"
     else:
-        with store.transaction(commit=False) as con:
-            row = con.execute(
-                "SELECT count(*) FROM deliveries WHERE trigger = $1 AND state = 'queued'",
-                [ALERTS],
-            ).fetchone()
-        if row and row[0]:
+        with store.transaction(commit=False) as tx:
+            queued = tx.unsettled(ALERTS)[0]
+        if queued:
             _send(None)  # alerts left queued while the XMPP server was down
         return
     log.warning("alert: %s", text)

@@ -51,7 +51,7 @@ class Bot:
         self.owners = {o.strip().lower() for o in owners if o.strip()}
         self.commands = commands
         self.wake = wake
-        self.store = Store(s.store_path, s.store_wait)
+        self.store = Store.default(s)
         self.online = threading.Event()
         self._thread = threading.Thread(target=self._run, name="triggerflow-bot", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,9 +181,9 @@ class Bot:
             "from": sender, "body": body, "stamp": stamp.isoformat() if stamp else None,
             "owners": sorted(self.owners),
         }  # fmt: skip
-        with self.store.transaction() as con:
-            new = self.store.inbox_add(
-                con, KIND, key, "command" if command else "message", None, json.dumps(payload),
+        with self.store.transaction() as tx:
+            new = tx.inbox_add(
+                KIND, key, "command" if command else "message", None, json.dumps(payload),
                 now(), command,
             )  # fmt: skip
         if not new:

@@ -57,11 +57,11 @@ class Commands:
 
     # -- the commands ---------------------------------------------------------------
     def status(self, _: str) -> str:
-        store = Store(self.settings.store_path, self.settings.store_wait)
-        with store.transaction(commit=False) as con:
-            routes = store.route_status(con)
-            sources = store.source_status(con)
-            vacation = store.vacation(con)
+        store = Store.default(self.settings)
+        with store.transaction(commit=False) as tx:
+            routes = tx.route_status()
+            sources = tx.source_status()
+            vacation = tx.vacation()
         lines = []
         if vacation.active:
             lines.append(f"On vacation since {vacation.since:%Y-%m-%d %H:%M}.")

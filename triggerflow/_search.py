@@ -29,9 +29,9 @@ from typing import Any, Literal
 
 import duckdb
 
-from . import _search_query as q
-from ._fts import Progress, rebuild
 from ._store import Store, now, row_to_item
+from ._store import _search as q
+from ._store._fts import Progress, rebuild
 from .exceptions import SearchError
 from .types import Item, Items, _cut
 
@@ -170,9 +170,8 @@ def search_index_status(store: Store | None = None) -> IndexStatus:
     _ensure(store)
     with q.IndexConnection(store) as con:
         waiting = q.waiting(con)
-        row = con.execute("SELECT max(built_at), max(items) FROM index_meta").fetchone()
-    built_at, indexed = row if row else (None, None)
-    return IndexStatus(int(indexed or 0), waiting, built_at)
+        built_at, indexed = q.built(con)
+    return IndexStatus(indexed, waiting, built_at)
 
 
 # -- internals ------------------------------------------------------------------------
@@ -186,8 +185,7 @@ def _ensure(store: Store) -> None:
 
 
 def _too_many_waiting(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute("SELECT max(items) FROM index_meta").fetchone()
-    indexed = int(row[0]) if row and row[0] else 0
+    indexed = q.built(con)[1]
     return q.waiting(con) > max(AUTO_REINDEX, AUTO_REINDEX_SHARE * indexed)
 
 
@@ -200,9 +198,8 @@ def _filters(
 ) -> q.Where:
     alerts = trigger == "_alerts"  # the pseudo-trigger of failure alerts (_alerts.ALERTS)
     if trigger and not alerts:
-        with store.transaction(commit=False) as con:
-            rows = con.execute("SELECT DISTINCT trigger FROM trigger_sources").fetchall()
-        known = [r[0] for r in rows]
+        with store.transaction(commit=False) as tx:
+            known = tx.triggers_with_sources()
         if trigger not in known:
             names = ", ".join(sorted(known)) or "none yet"
             raise SearchError(

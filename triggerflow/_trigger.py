@@ -209,9 +209,7 @@ class Trigger(Flow[..., RunResult]):
 
     def _execute(self, mode: _runtime.Mode, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         s = settings()
-        ctx = _runtime.RunContext(
-            self.name, mode, s, Store(s.store_path, s.store_wait), defined_at=self.defined_at
-        )
+        ctx = _runtime.RunContext(self.name, mode, s, Store.default(s), defined_at=self.defined_at)
         token = _runtime._current.set(ctx)
         try:
             if self.on is not None and mode == "run" and self._held():
@@ -222,9 +220,9 @@ class Trigger(Flow[..., RunResult]):
                     args = (events, *args)
             self.user_fn(*args, **kwargs)
             if mode == "run" and ctx.cursors:  # what the sinks owe is in the ledger now
-                with ctx.store.transaction() as con:
+                with ctx.store.transaction() as tx:
                     for kind, seq in ctx.cursors.items():
-                        ctx.store.set_inbox_cursor(con, self.name, kind, seq)
+                        tx.set_inbox_cursor(self.name, kind, seq)
         except Exception as e:
             if mode == "run":  # a bug or a config error in the trigger: an outage too
                 from . import _alerts

@@ -148,10 +148,10 @@ class ServedTriggers:
         at, self._started = self._started or now(), None
         if not names:
             return
-        store = Store(self.s.store_path, self.s.store_wait)
+        store = Store.default(self.s)
         try:
-            with store.transaction() as con:
-                store.trigger_started(con, names, at)
+            with store.transaction() as tx:
+                tx.trigger_started(names, at)
         except TriggerflowError as e:  # the first run records it instead
             self.say(f"  ! could not note when {', '.join(names)} started: {e}")
 

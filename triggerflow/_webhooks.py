@@ -72,7 +72,7 @@ class GitHubReceiver:
         self.allow_unsigned = bool(s.github_allow_unsigned)
         self.max_bytes = s.webhook_max_bytes
         self.discard = max(DISCARD_BYTES, 2 * self.max_bytes)
-        self.store = Store(s.store_path, s.store_wait)
+        self.store = Store.default(s)
         self.on_stored = on_stored
         self.writer = _GroupCommit(self.store, s.spool_dir)
 
@@ -195,8 +195,8 @@ class _GroupCommit:
         for entry, _ in pending:
             first.setdefault(entry.id, entry)
         try:
-            with self.store.transaction() as con:
-                new = self.store.inbox_add_many(con, KIND, [e.values() for e in first.values()])
+            with self.store.transaction() as tx:
+                new = tx.inbox_add_many(KIND, [e.values() for e in first.values()])
         except Exception as e:  # each request answers with it (or has already spooled)
             for _, done in pending:
                 done.set_exception(e)
@@ -257,9 +257,9 @@ def drain_spool(folder: Path, store: Store) -> int:
             r = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # being written, or gone meanwhile
-        with store.transaction() as con:
-            moved += store.inbox_add(
-                con, KIND, r["id"], r["event"], r["repo"], r["payload"],
+        with store.transaction() as tx:
+            moved += tx.inbox_add(
+                KIND, r["id"], r["event"], r["repo"], r["payload"],
                 datetime.fromisoformat(r["received_at"]), r["ignored"],
             )  # fmt: skip
         path.unlink(missing_ok=True)

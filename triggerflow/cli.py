@@ -196,18 +196,18 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     if not s.store_path.exists():
         say(f"No store yet at {s.store_path}: no trigger has run.")
         return 0
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     from ._store import now
     from .limits import parse_limit
 
     # `list` shows names as the user wrote them in flows/; the store keeps them with _
     name = args.name.replace("-", "_") if args.name else None
-    with store.transaction(commit=False) as con:
-        routes = store.route_status(con)
-        collected = store.items_per_trigger(con)
-        failures = store.failures(con, args.failures, name)
-        sources = store.source_status(con)
-        webhooks = [] if name else store.inbox_counts(con, "github")
+    with store.transaction(commit=False) as tx:
+        routes = tx.route_status()
+        collected = tx.items_per_trigger()
+        failures = tx.failures(args.failures, name)
+        sources = tx.source_status()
+        webhooks = [] if name else tx.inbox_counts("github")
         if name:
             known = {r.trigger for r in routes} | set(collected)
             if name not in known:
@@ -223,7 +223,7 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             routes = [r for r in routes if r.trigger != ALERTS]
             failures = [f for f in failures if f[0] != ALERTS]
         next_slot = {
-            (r.sink, r.target): store.allowance(con, r.sink, r.target, parse_limit(r.limit), now())
+            (r.sink, r.target): tx.allowance(r.sink, r.target, parse_limit(r.limit), now())
             for r in routes
             if r.limit and r.queued
         }
@@ -341,9 +341,9 @@ def cmd_retry(s: Settings, args: argparse.Namespace) -> int:
     name = args.name.replace("-", "_") if args.name else None
     if name:
         _find(s, name)
-    store = Store(s.store_path, s.store_wait)
-    with store.transaction() as con:
-        n = store.requeue(con, name, now(), dead=args.dead)
+    store = Store.default(s)
+    with store.transaction() as tx:
+        n = tx.requeue(name, now(), dead=args.dead)
     what = "failed or dead" if args.dead else "failed"
     say(f"Requeued {n} {what} item(s){' of ' + name if name else ''}; the next run sends them.")
     return 0

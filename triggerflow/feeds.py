@@ -48,11 +48,11 @@ def _as_html(text: str) -> str:
 def names() -> list[tuple[str, int, datetime | None]]:
     """Every generated feed: name, number of entries, when the last was added."""
     s = settings()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     if not s.store_path.exists():
         return []
-    with store.transaction(commit=False) as con:
-        return store.feed_names(con)
+    with store.transaction(commit=False) as tx:
+        return tx.feed_names()
 
 
 def last_added(name: str) -> datetime | None:
@@ -76,11 +76,11 @@ def render(
     from feedgen.feed import FeedGenerator
 
     s = settings()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     entries = []
     if s.store_path.exists():
-        with store.transaction(commit=False) as con:
-            entries = store.feed_entries(con, name, limit)
+        with store.transaction(commit=False) as tx:
+            entries = tx.feed_entries(name, limit)
     if not entries:
         known = ", ".join(n for n, _, _ in names()) or "none yet"
         raise ConfigurationError(f"no feed named {name!r} (feeds: {known})")

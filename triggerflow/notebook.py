@@ -26,7 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._store import ITEM_SELECT, Store, row_to_item
+from ._store import Store
 from .config import Settings, settings
 from .exceptions import FlowsLoadError
 from .types import Items, _cut
@@ -162,10 +162,8 @@ def sql(query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Tab
     The transaction is rolled back afterwards: this is for looking, not for changing.
     """
     store = Store.default()
-    with store.transaction(commit=False) as con:
-        cur = con.execute(query, params or [])
-        rows = cur.fetchall()
-        columns = [d[0] for d in cur.description or []]
+    with store.transaction(commit=False) as tx:
+        columns, rows = tx.query(query, params)
     return Table(columns, rows)
 
 
@@ -179,24 +177,10 @@ def items(
     """Stored items, newest first: all, a trigger's, or those of sources matching ``source``."""
     from ._search import parse_time
 
-    clauses, params = ["true"], []
-    if trigger:
-        clauses.append("source IN (SELECT source FROM trigger_sources WHERE trigger = ?)")
-        params.append(trigger)
-    if source:
-        clauses.append("contains(source, ?)")
-        params.append(source)
-    if since is not None:
-        clauses.append("coalesce(published, first_seen) >= ?")
-        params.append(parse_time(since, "since"))
-    store = Store.default()
-    with store.transaction(commit=False) as con:
-        rows = con.execute(
-            f"SELECT {ITEM_SELECT} FROM items WHERE {' AND '.join(clauses)} "
-            "ORDER BY coalesce(published, first_seen) DESC, id LIMIT ?",
-            [*params, limit],
-        ).fetchall()
-    return Items(row_to_item(r) for r in rows)
+    when = parse_time(since, "since") if since is not None else None
+    with Store.default().transaction(commit=False) as tx:
+        found = tx.items(trigger=trigger or None, source=source or None, since=when, limit=limit)
+    return Items(found)
 
 
 def triggers() -> dict[str, Trigger]:

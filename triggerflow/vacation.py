@@ -43,10 +43,6 @@ class Change:
     skipped: int = 0
 
 
-def _store(s: Settings) -> Store:
-    return Store(s.store_path, s.store_wait)
-
-
 def _trigger_names(s: Settings, names: Iterable[str] | None) -> list[str]:
     """The given names, or every trigger in the flows folder that is configured."""
     if names is not None:
@@ -73,8 +69,8 @@ def _apply(wanted: dict[str, bool]) -> tuple[tuple[str, ...], bool]:
 def status() -> Vacation:
     """The vacation in progress (``active``, ``since``, ``note``) and the pauses by hand."""
     s = settings()
-    with _store(s).transaction(commit=False) as con:
-        return _store(s).vacation(con)
+    with Store.default(s).transaction(commit=False) as tx:
+        return tx.vacation()
 
 
 def on(note: str | None = None, *, names: Iterable[str] | None = None) -> Change:
@@ -88,11 +84,11 @@ def on(note: str | None = None, *, names: Iterable[str] | None = None) -> Change
         ConfigurationError: a vacation is already on.
     """
     s = settings()
-    store = _store(s)
+    store = Store.default(s)
     candidates = _trigger_names(s, names)
     deployed = _deployed_paused(candidates)
-    with store.transaction() as con:
-        current = store.vacation(con)
+    with store.transaction() as tx:
+        current = tx.vacation()
         if current.active:
             raise ConfigurationError(
                 f"already on vacation since {current.since:%Y-%m-%d %H:%M}; "
@@ -103,8 +99,8 @@ def on(note: str | None = None, *, names: Iterable[str] | None = None) -> Change
             for n in candidates
             if n not in current.paused and not deployed.get(n, False)  # not paused already
         ]
-        store.start_vacation(con, now(), note, active)
-        state = store.vacation(con)
+        tx.start_vacation(now(), note, active)
+        state = tx.vacation()
     changed, applied = _apply(dict.fromkeys(active, True))
     return Change(state, changed, applied)
 
@@ -120,15 +116,15 @@ def off(*, skip_backlog: bool = False) -> Change:
         ConfigurationError: no vacation is on.
     """
     s = settings()
-    store = _store(s)
-    with store.transaction() as con:
-        current = store.vacation(con)
+    store = Store.default(s)
+    with store.transaction() as tx:
+        current = tx.vacation()
         if not current.active:
             raise ConfigurationError("not on vacation")
         resume = [n for n in current.resume if n not in current.paused]
-        skipped = store.skip_backlog(con, resume, now()) if skip_backlog else 0
-        store.end_vacation(con)
-        state = store.vacation(con)
+        skipped = tx.skip_backlog(resume, now()) if skip_backlog else 0
+        tx.end_vacation()
+        state = tx.vacation()
     changed, applied = _apply(dict.fromkeys(resume, False))
     return Change(state, changed, applied, skipped)
 
@@ -136,10 +132,10 @@ def off(*, skip_backlog: bool = False) -> Change:
 def pause(name: str, note: str | None = None) -> Change:
     """Pause one trigger until :func:`resume` (it stays paused across vacations and restarts)."""
     s = settings()
-    store = _store(s)
-    with store.transaction() as con:
-        store.set_paused(con, name, True, now(), note)
-        state = store.vacation(con)
+    store = Store.default(s)
+    with store.transaction() as tx:
+        tx.set_paused(name, True, now(), note)
+        state = tx.vacation()
     changed, applied = _apply({name: True})
     return Change(state, changed, applied)
 
@@ -147,13 +143,13 @@ def pause(name: str, note: str | None = None) -> Change:
 def resume(name: str) -> Change:
     """Resume a trigger paused by hand (during a vacation it resumes when the vacation ends)."""
     s = settings()
-    store = _store(s)
-    with store.transaction() as con:
-        current = store.vacation(con)
+    store = Store.default(s)
+    with store.transaction() as tx:
+        current = tx.vacation()
         if name not in current.paused:
             raise ConfigurationError(f"trigger {name!r} is not paused")
-        store.set_paused(con, name, False, now(), None)
-        state = store.vacation(con)
+        tx.set_paused(name, False, now(), None)
+        state = tx.vacation()
     if state.active:
         return Change(state)  # vacation keeps it paused; off() will not resume it either
     changed, applied = _apply({name: False})

@@ -1,7 +1,8 @@
 """The DuckDB store: items, per-source state, the delivery ledger.
 
-``Store`` is composed of mixins that each own one table family; every method
-takes the connection of one short transaction opened by ``Store.transaction``.
+A unit of work: ``with store.transaction() as tx: tx.upsert_items(...)``. The
+transaction object is composed of mixins that each own one table family; it is the
+only place SQL on the store is written.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from ._connection import attach_read_only, connect, open_duckdb, quiet
 from ._control import AlertsMixin, ControlMixin, Vacation
@@ -21,11 +21,15 @@ from ._ledger import Claim, LedgerMixin
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED, VERSION
 from ._status import RouteStatus, SourceStatus, StatusMixin
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 __all__ = [
     "DEAD",
     "SENDING",
     "Claim",
     "Delivery",
+    "DuckDBTransaction",
     "ITEM_SELECT",
     "FAILED",
     "QUEUED",
@@ -50,7 +54,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store(ItemsMixin, LedgerMixin, StatusMixin, ControlMixin, AlertsMixin, InboxMixin):
+class DuckDBTransaction(
+    ItemsMixin, LedgerMixin, StatusMixin, ControlMixin, AlertsMixin, InboxMixin
+):
+    """One open transaction on the DuckDB file, with a typed method per store operation."""
+
+
+class Store:
     """One DuckDB file. Cheap to create; opens a connection only per transaction."""
 
     def __init__(self, path: Path, wait: float = 30.0) -> None:
@@ -61,15 +71,16 @@ class Store(ItemsMixin, LedgerMixin, StatusMixin, ControlMixin, AlertsMixin, Inb
         return f"Store({str(self.path)!r})"
 
     @contextmanager
-    def transaction(self, *, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short transaction; ``commit=False`` rolls back (dry runs)."""
+    def transaction(self, *, commit: bool = True) -> Iterator[DuckDBTransaction]:
+        """A short unit of work; ``commit=False`` rolls it back (dry runs, reads)."""
         with connect(self.path, self.wait, commit=commit) as con:
-            yield con
+            yield DuckDBTransaction(con)
 
     @classmethod
-    def default(cls) -> Store:
-        """The store named by the current settings."""
-        from ..config import settings
+    def default(cls, s: Settings | None = None) -> Store:
+        """The store named by ``s`` (default: the current settings): the one way to get it."""
+        if s is None:
+            from ..config import settings
 
-        s = settings()
+            s = settings()
         return cls(s.store_path, s.store_wait)

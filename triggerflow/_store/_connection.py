@@ -14,7 +14,7 @@ with write-write conflicts instead (even the first migration races on creating
 Every connection is opened with :data:`CONFIG`: DuckDB must never download or load an
 extension on its own. Opening a SQLite file (or a DuckDB file that uses an extension's
 type) otherwise makes it fetch one from the internet (issue 15, item 14); the only
-extension triggerflow uses, fts, is loaded explicitly (``triggerflow._fts``).
+extension triggerflow uses, fts, is loaded explicitly (``triggerflow._store._fts``).
 """
 
 from __future__ import annotations

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import duckdb
-
+from ._base import TransactionBase
 from ._schema import QUEUED, SKIPPED
 
 
@@ -26,77 +25,64 @@ class Vacation:
     paused: dict[str, datetime] = field(default_factory=dict)  # by hand, with when
 
 
-class ControlMixin:
+class ControlMixin(TransactionBase):
     """Reads and writes of pauses and vacation (inside ``Store.transaction``)."""
 
-    @staticmethod
-    def vacation(con: duckdb.DuckDBPyConnection) -> Vacation:
+    def vacation(self) -> Vacation:
         """The current vacation and pauses."""
-        paused = dict(con.execute("SELECT trigger, paused_at FROM pauses").fetchall())
-        row = con.execute("SELECT since, note, resume FROM vacation WHERE id = 1").fetchone()
+        paused = dict(self.con.execute("SELECT trigger, paused_at FROM pauses").fetchall())
+        row = self.con.execute("SELECT since, note, resume FROM vacation WHERE id = 1").fetchone()
         if row is None:
             return Vacation(paused=paused)
         return Vacation(True, row[0], row[1], tuple(row[2]), paused)
 
-    @staticmethod
-    def start_vacation(
-        con: duckdb.DuckDBPyConnection, since: datetime, note: str | None, resume: Sequence[str]
-    ) -> None:
-        con.execute(
+    def start_vacation(self, since: datetime, note: str | None, resume: Sequence[str]) -> None:
+        self.con.execute(
             "INSERT INTO vacation VALUES (1, $1, $2, $3)", [since, note, sorted(set(resume))]
         )
 
-    @staticmethod
-    def end_vacation(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute("DELETE FROM vacation")
+    def end_vacation(self) -> None:
+        self.con.execute("DELETE FROM vacation")
 
-    @staticmethod
-    def set_paused(
-        con: duckdb.DuckDBPyConnection, trigger: str, paused: bool, at: datetime, note: str | None
-    ) -> None:
+    def set_paused(self, trigger: str, paused: bool, at: datetime, note: str | None) -> None:
         if paused:
-            con.execute("INSERT OR REPLACE INTO pauses VALUES ($1, $2, $3)", [trigger, at, note])
+            self.con.execute(
+                "INSERT OR REPLACE INTO pauses VALUES ($1, $2, $3)", [trigger, at, note]
+            )
         else:
-            con.execute("DELETE FROM pauses WHERE trigger = $1", [trigger])
+            self.con.execute("DELETE FROM pauses WHERE trigger = $1", [trigger])
 
-    @staticmethod
-    def skip_backlog(
-        con: duckdb.DuckDBPyConnection, triggers: Sequence[str], until: datetime
-    ) -> int:
+    def skip_backlog(self, triggers: Sequence[str], until: datetime) -> int:
         """Mark what ``triggers`` still owe as skipped, and skip items published before ``until``
         that their next runs find; returns how many queued deliveries were skipped."""
-        row = con.execute(
+        row = self.con.execute(
             "SELECT count(*) FROM deliveries WHERE state = $1 AND list_contains($2, trigger)",
             [QUEUED, list(triggers)],
         ).fetchone()
-        con.execute(
+        self.con.execute(
             "UPDATE deliveries SET state = $1, updated_at = $2 "
             "WHERE state = $3 AND list_contains($4, trigger)",
             [SKIPPED, until, QUEUED, list(triggers)],
         )
-        con.execute(
+        self.con.execute(
             "INSERT OR REPLACE INTO skip_before SELECT unnest($1), $2", [list(triggers), until]
         )
         return int(row[0]) if row else 0
 
 
-class AlertsMixin:
+class AlertsMixin(TransactionBase):
     """Which triggers are failing now (one alert per outage, one when it ends)."""
 
-    @staticmethod
-    def failing(con: duckdb.DuckDBPyConnection, trigger: str) -> tuple[datetime, str] | None:
-        row = con.execute(
+    def failing(self, trigger: str) -> tuple[datetime, str] | None:
+        row = self.con.execute(
             "SELECT failing_since, reason FROM alerts WHERE trigger = $1", [trigger]
         ).fetchone()
         return (row[0], row[1]) if row else None
 
-    @staticmethod
-    def set_failing(
-        con: duckdb.DuckDBPyConnection, trigger: str, since: datetime | None, reason: str = ""
-    ) -> None:
+    def set_failing(self, trigger: str, since: datetime | None, reason: str = "") -> None:
         if since is None:
-            con.execute("DELETE FROM alerts WHERE trigger = $1", [trigger])
+            self.con.execute("DELETE FROM alerts WHERE trigger = $1", [trigger])
         else:
-            con.execute(
+            self.con.execute(
                 "INSERT OR REPLACE INTO alerts VALUES ($1, $2, $3)", [trigger, since, reason]
             )

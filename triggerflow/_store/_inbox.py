@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import duckdb
+from ._base import TransactionBase
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,11 @@ class Delivery:
     ignored: bool
 
 
-class InboxMixin:
+class InboxMixin(TransactionBase):
     """Inbox writes and reads (inside ``Store.transaction``)."""
 
-    @staticmethod
     def inbox_add(
-        con: duckdb.DuckDBPyConnection,
+        self,
         kind: str,
         id_: str,
         event: str,
@@ -48,7 +47,7 @@ class InboxMixin:
         ignored: bool,
     ) -> bool:
         """Store a delivery; False if one with this id is already there (a redelivery)."""
-        row = con.execute(
+        row = self.con.execute(
             """
             INSERT INTO inbox (kind, id, event, repo, payload, received_at, ignored)
             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING seq
@@ -57,9 +56,8 @@ class InboxMixin:
         ).fetchall()
         return bool(row)
 
-    @staticmethod
     def inbox_add_many(
-        con: duckdb.DuckDBPyConnection,
+        self,
         kind: str,
         rows: list[tuple[str, str, str | None, str, datetime, bool]],
     ) -> set[str]:
@@ -68,7 +66,7 @@ class InboxMixin:
         if not rows:
             return set()
         cols = list(zip(*rows, strict=True))
-        found = con.execute(
+        found = self.con.execute(
             """
             INSERT INTO inbox (kind, id, event, repo, payload, received_at, ignored)
             SELECT $kind, unnest($ids), unnest($events), unnest($repos), unnest($payloads),
@@ -83,9 +81,8 @@ class InboxMixin:
         ).fetchall()  # fmt: skip
         return {r[0] for r in found}
 
-    @staticmethod
     def inbox_after(
-        con: duckdb.DuckDBPyConnection,
+        self,
         kind: str,
         after: int,
         limit: int = 1000,
@@ -94,7 +91,7 @@ class InboxMixin:
     ) -> list[Delivery]:
         """The deliveries of ``kind`` after ``seq`` (and received at or after ``since``),
         oldest first (at most ``limit``)."""
-        rows = con.execute(
+        rows = self.con.execute(
             "SELECT kind, id, seq, event, repo, payload, received_at, ignored FROM inbox "
             "WHERE kind = $1 AND seq > $2 AND ($4::TIMESTAMPTZ IS NULL OR received_at >= $4) "
             "ORDER BY seq LIMIT $3",
@@ -102,35 +99,31 @@ class InboxMixin:
         ).fetchall()
         return [Delivery(*r) for r in rows]
 
-    @staticmethod
-    def trigger_started(con: duckdb.DuckDBPyConnection, names: list[str], at: datetime) -> None:
+    def trigger_started(self, names: list[str], at: datetime) -> None:
         """Note that the triggers ``names`` exist from ``at`` on, unless known already
         (the earliest sighting wins: a restart of serve must not move a start)."""
         if names:
-            con.execute(
+            self.con.execute(
                 "INSERT INTO trigger_starts SELECT unnest($names), $at ON CONFLICT DO NOTHING",
                 {"names": names, "at": at},
             )
 
-    @staticmethod
-    def trigger_since(con: duckdb.DuckDBPyConnection, trigger: str) -> datetime | None:
+    def trigger_since(self, trigger: str) -> datetime | None:
         """When ``trigger`` first existed, if it was ever seen."""
-        row = con.execute(
+        row = self.con.execute(
             "SELECT since FROM trigger_starts WHERE trigger = $1", [trigger]
         ).fetchone()
         return row[0] if row else None
 
-    @staticmethod
-    def inbox_cursor(con: duckdb.DuckDBPyConnection, trigger: str, kind: str) -> int:
-        row = con.execute(
+    def inbox_cursor(self, trigger: str, kind: str) -> int:
+        row = self.con.execute(
             "SELECT seq FROM inbox_cursors WHERE trigger = $1 AND kind = $2", [trigger, kind]
         ).fetchone()
         return int(row[0]) if row else 0
 
-    @staticmethod
-    def set_inbox_cursor(con: duckdb.DuckDBPyConnection, trigger: str, kind: str, seq: int) -> None:
+    def set_inbox_cursor(self, trigger: str, kind: str, seq: int) -> None:
         # Runs of one trigger may overlap: a cursor only moves forward.
-        con.execute(
+        self.con.execute(
             """
             INSERT INTO inbox_cursors VALUES ($1, $2, $3)
             ON CONFLICT (trigger, kind) DO UPDATE SET seq = greatest(seq, excluded.seq)
@@ -138,12 +131,11 @@ class InboxMixin:
             [trigger, kind, seq],
         )
 
-    @staticmethod
-    def inbox_counts(con: duckdb.DuckDBPyConnection, kind: str) -> list[tuple[str, int, bool]]:
+    def inbox_counts(self, kind: str) -> list[tuple[str, int, bool]]:
         """``(event, count, ignored)`` over the whole inbox of ``kind``, for ``status``."""
         return [
             (e, int(n), bool(i))
-            for e, n, i in con.execute(
+            for e, n, i in self.con.execute(
                 "SELECT event, count(*), ignored FROM inbox WHERE kind = $1 "
                 "GROUP BY ALL ORDER BY ignored, event",
                 [kind],

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import duckdb
-
 from ..types import Item, RawJSON
+from ._base import TransactionBase
 from ._bulk import columns, joined, split
 
 _ITEM_COLUMNS = (
@@ -64,13 +63,10 @@ def _raw_text(raw: Any) -> str:
 ITEM_SELECT = "source, id, title, link, summary, content, author, published, tags, enclosures, raw"
 
 
-class ItemsMixin:
+class ItemsMixin(TransactionBase):
     """Writing and reading items and source state (always inside ``Store.transaction``)."""
 
-    @staticmethod
-    def upsert_items(
-        con: duckdb.DuckDBPyConnection, items: Sequence[Item], now: datetime, *, update: bool = True
-    ) -> int:
+    def upsert_items(self, items: Sequence[Item], now: datetime, *, update: bool = True) -> int:
         """Store ``items`` (one statement) and return how many were not stored before.
 
         With ``update`` False, items already stored are left exactly as they are.
@@ -92,8 +88,8 @@ class ItemsMixin:
             cols["enclosures"].append(joined(i.enclosures))
             cols["raw"].append(_raw_text(i.raw))
             cols["hash"].append(content_hash(i))
-        with columns(con, "incoming_py", cols):
-            con.execute(
+        with columns(self.con, "incoming_py", cols):
+            self.con.execute(
                 f"""
                 CREATE OR REPLACE TEMP TABLE incoming AS
                 SELECT source::VARCHAR AS source, id::VARCHAR AS id, title::VARCHAR AS title,
@@ -105,19 +101,19 @@ class ItemsMixin:
                 FROM incoming_py
                 """
             )
-        row = con.execute(
+        row = self.con.execute(
             "SELECT count(*) FROM incoming n ANTI JOIN items i USING (source, id)"
         ).fetchone()
         new = int(row[0]) if row else 0
         if not update:
-            con.execute(
+            self.con.execute(
                 "INSERT INTO items BY NAME SELECT n.*, $1::TIMESTAMPTZ AS first_seen, "
                 "$1::TIMESTAMPTZ AS last_seen FROM incoming n ANTI JOIN items i USING (source, id)",
                 [now],
             )
-            con.execute("DROP TABLE incoming")
+            self.con.execute("DROP TABLE incoming")
             return new
-        con.execute(
+        self.con.execute(
             """
             INSERT INTO items BY NAME
             SELECT *, $1::TIMESTAMPTZ AS first_seen, $1::TIMESTAMPTZ AS last_seen FROM incoming
@@ -130,25 +126,20 @@ class ItemsMixin:
             """,
             [now],
         )
-        con.execute("DROP TABLE incoming")
+        self.con.execute("DROP TABLE incoming")
         return new
 
-    @staticmethod
-    def source_states(
-        con: duckdb.DuckDBPyConnection, sources: Sequence[str]
-    ) -> dict[str, SourceState]:
+    def source_states(self, sources: Sequence[str]) -> dict[str, SourceState]:
         """The remembered state of each of ``sources`` that has one."""
-        rows = con.execute(
+        rows = self.con.execute(
             "SELECT source, url, etag, last_modified, fetched_at FROM sources "
             "WHERE list_contains($1, source)",
             [list(sources)],
         ).fetchall()
         return {r[0]: SourceState(*r) for r in rows}
 
-    @classmethod
     def save_source_success(
-        cls,
-        con: duckdb.DuckDBPyConnection,
+        self,
         state: SourceState,
         kind: str,
         title: str | None,
@@ -157,11 +148,10 @@ class ItemsMixin:
         modified: bool,
     ) -> None:
         """Record a successful fetch (``modified`` False for a 304)."""
-        cls.save_source_successes(con, [(state, title, modified)], kind, now)
+        self.save_source_successes([(state, title, modified)], kind, now)
 
-    @staticmethod
     def save_source_successes(
-        con: duckdb.DuckDBPyConnection,
+        self,
         fetched: Sequence[tuple[SourceState, str | None, bool]],
         kind: str,
         now: datetime,
@@ -177,8 +167,8 @@ class ItemsMixin:
             "lm": [st.last_modified for st, _, _ in fetched],
             "modified": [bool(m) for _, _, m in fetched],
         }
-        with columns(con, "sources_py", data):
-            con.execute(
+        with columns(self.con, "sources_py", data):
+            self.con.execute(
                 """
                 INSERT INTO sources (source, kind, url, title, etag, last_modified, fetched_at,
                                      checked_at, last_success)
@@ -196,15 +186,13 @@ class ItemsMixin:
                 {"kind": kind, "now": now},
             )
 
-    @staticmethod
-    def source_cursor(con: duckdb.DuckDBPyConnection, source: str) -> str | None:
+    def source_cursor(self, source: str) -> str | None:
         """Where an API source stopped reading last time (None: it never read)."""
-        row = con.execute("SELECT cursor FROM sources WHERE source = $1", [source]).fetchone()
+        row = self.con.execute("SELECT cursor FROM sources WHERE source = $1", [source]).fetchone()
         return row[0] if row else None
 
-    @staticmethod
     def save_source_cursor(
-        con: duckdb.DuckDBPyConnection,
+        self,
         source: str,
         kind: str,
         url: str,
@@ -212,7 +200,7 @@ class ItemsMixin:
         now: datetime,
     ) -> None:
         """Record a successful read of an API source and where it stopped."""
-        con.execute(
+        self.con.execute(
             """
             INSERT INTO sources (source, kind, url, cursor, fetched_at, checked_at, last_success)
             VALUES ($1, $2, $3, $4, $5, $5, $5)
@@ -224,12 +212,11 @@ class ItemsMixin:
             [source, kind, url, cursor, now],
         )
 
-    @staticmethod
     def save_source_error(
-        con: duckdb.DuckDBPyConnection, source: str, url: str, kind: str, error: str, now: datetime
+        self, source: str, url: str, kind: str, error: str, now: datetime
     ) -> None:
         """Record a failed fetch; the previous ETag and items stay as they were."""
-        con.execute(
+        self.con.execute(
             """
             INSERT INTO sources (source, kind, url, checked_at, last_error, last_error_at)
             VALUES ($1, $2, $3, $4, $5, $4)
@@ -240,12 +227,11 @@ class ItemsMixin:
             [source, kind, url, now, error],
         )
 
-    @staticmethod
-    def items_of_last_fetch(con: duckdb.DuckDBPyConnection, sources: Sequence[str]) -> list[Item]:
+    def items_of_last_fetch(self, sources: Sequence[str]) -> list[Item]:
         """The items each source listed when it last answered with content (for 304s)."""
         if not sources:
             return []
-        rows = con.execute(
+        rows = self.con.execute(
             f"""
             SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
             FROM items i JOIN sources s ON s.source = i.source AND i.last_seen = s.fetched_at
@@ -256,13 +242,10 @@ class ItemsMixin:
         ).fetchall()
         return [row_to_item(r) for r in rows]
 
-    @staticmethod
-    def link_trigger_sources(
-        con: duckdb.DuckDBPyConnection, trigger: str, sources: Sequence[str]
-    ) -> None:
+    def link_trigger_sources(self, trigger: str, sources: Sequence[str]) -> None:
         """Remember that ``trigger`` reads ``sources`` (for ``status``)."""
         if sources:
-            con.execute(
+            self.con.execute(
                 "INSERT OR IGNORE INTO trigger_sources SELECT $1, unnest($2)",
                 [trigger, list(sources)],
             )

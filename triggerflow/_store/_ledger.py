@@ -19,6 +19,7 @@ import duckdb
 
 from ..limits import Limit
 from ..types import Item
+from ._base import TransactionBase
 from ._bulk import columns
 from ._items import ITEM_SELECT, row_to_item
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED
@@ -35,12 +36,11 @@ class Claim:
     next_at: datetime | None = None  # when the limit lets the next one go
 
 
-class LedgerMixin:
+class LedgerMixin(TransactionBase):
     """Queueing, selecting and recording deliveries (inside ``Store.transaction``)."""
 
-    @staticmethod
     def enqueue(
-        con: duckdb.DuckDBPyConnection,
+        self,
         route: tuple[str, str, str],
         keys: Sequence[Key],
         first_run: int,
@@ -56,7 +56,7 @@ class LedgerMixin:
         """
         trigger, sink, target = route
         keys = list(dict.fromkeys(keys))  # a key twice must not take two first-run slots
-        known = con.execute(
+        known = self.con.execute(
             "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3",
             [trigger, sink, target],
         ).fetchone()
@@ -67,20 +67,19 @@ class LedgerMixin:
             "ord": list(range(len(keys))),
             "live": [k in live for k in keys],
         }
-        with columns(con, "enqueue_py", keys_py):
-            _insert_new(con, trigger, sink, target, first, first_run, now)
-        row = con.execute(
+        with columns(self.con, "enqueue_py", keys_py):
+            _insert_new(self.con, trigger, sink, target, first, first_run, now)
+        row = self.con.execute(
             "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3 "
             "AND state = $4 AND queued_at = $5",
             [trigger, sink, target, SKIPPED, now],
         ).fetchone()
         return int(row[0]) if row else 0
 
-    @staticmethod
-    def owed(con: duckdb.DuckDBPyConnection, route: tuple[str, str, str]) -> list[Item]:
+    def owed(self, route: tuple[str, str, str]) -> list[Item]:
         """The items still owed on ``route``, oldest first."""
         trigger, sink, target = route
-        rows = con.execute(
+        rows = self.con.execute(
             f"""
             SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
             FROM deliveries d JOIN items i ON i.source = d.source AND i.id = d.item_id
@@ -91,9 +90,8 @@ class LedgerMixin:
         ).fetchall()
         return [row_to_item(r) for r in rows]
 
-    @staticmethod
     def claim(
-        con: duckdb.DuckDBPyConnection,
+        self,
         route: tuple[str, str, str],
         now: datetime,
         *,
@@ -107,25 +105,25 @@ class LedgerMixin:
         from *every* trigger. Claims older than ``lease`` (a run that died) are owed again.
         """
         trigger, sink, target = route
-        con.execute(
+        self.con.execute(
             "INSERT OR REPLACE INTO routes VALUES ($1, $2, $3, $4)",
             [trigger, sink, target, str(limit) if limit else None],
         )
         # The run that claimed these died; whether the service got them is unknown, which
         # the note tells sinks that look before they send again (see ``tried``).
-        con.execute(
+        self.con.execute(
             "UPDATE deliveries SET state = $queued, updated_at = $now, "
             f"last_error = coalesce(last_error, '{INTERRUPTED}') "
             "WHERE sink = $sink AND target = $target AND state = $sending AND updated_at < $stale",
             {"queued": QUEUED, "sending": SENDING, "now": now, "sink": sink, "target": target,
              "stale": now - lease},
         )  # fmt: skip
-        owed = LedgerMixin.owed(con, route)
-        allowed, next_at = LedgerMixin.allowance(con, sink, target, limit, now)
+        owed = self.owed(route)
+        allowed, next_at = self.allowance(sink, target, limit, now)
         allowed = min(allowed, len(owed))
         take = owed[:allowed]
         if take:
-            con.execute(
+            self.con.execute(
                 f"""UPDATE deliveries SET state = '{SENDING}', updated_at = $now
                     FROM {_KEYS} WHERE {_WHERE} AND state = '{QUEUED}' AND {_MATCH}""",
                 {"trigger": trigger, "sink": sink, "target": target, "now": now,
@@ -134,10 +132,7 @@ class LedgerMixin:
         waiting = len(owed) - len(take)
         return Claim(take, waiting, next_at if waiting else None)
 
-    @staticmethod
-    def tried(
-        con: duckdb.DuckDBPyConnection, route: tuple[str, str, str], keys: Sequence[Key]
-    ) -> set[Key]:
+    def tried(self, route: tuple[str, str, str], keys: Sequence[Key]) -> set[Key]:
         """Which of ``keys`` were sent before without an answer (a timeout, a dead run).
 
         A sink whose service cannot tell a repeated request from a new one looks for
@@ -146,25 +141,22 @@ class LedgerMixin:
         if not keys:
             return set()
         trigger, sink, target = route
-        rows = con.execute(
+        rows = self.con.execute(
             f"SELECT source, item_id FROM deliveries, {_KEYS} WHERE {_WHERE} AND {_MATCH} "
             f"AND state <> '{SENT}' AND (attempts > 0 OR last_error IS NOT NULL)",
             {"trigger": trigger, "sink": sink, "target": target, **_key_lists(keys)},
         ).fetchall()
         return {(r[0], r[1]) for r in rows}
 
-    @staticmethod
-    def requeue(
-        con: duckdb.DuckDBPyConnection, trigger: str | None, now: datetime, *, dead: bool = False
-    ) -> int:
+    def requeue(self, trigger: str | None, now: datetime, *, dead: bool = False) -> int:
         """Owe failed (and with ``dead``, dead) items again, with a fresh attempt count."""
         states = [FAILED, DEAD] if dead else [FAILED]
-        row = con.execute(
+        row = self.con.execute(
             "SELECT count(*) FROM deliveries WHERE list_contains($states, state) "
             "AND ($trigger IS NULL OR trigger = $trigger)",
             {"states": states, "trigger": trigger},
         ).fetchone()
-        con.execute(
+        self.con.execute(
             f"UPDATE deliveries SET state = '{QUEUED}', attempts = 0, last_error = NULL, "
             "updated_at = $now WHERE list_contains($states, state) "
             "AND ($trigger IS NULL OR trigger = $trigger)",
@@ -172,16 +164,15 @@ class LedgerMixin:
         )
         return int(row[0]) if row else 0
 
-    @staticmethod
     def allowance(
-        con: duckdb.DuckDBPyConnection, sink: str, target: str, limit: Limit | None, now: datetime
+        self, sink: str, target: str, limit: Limit | None, now: datetime
     ) -> tuple[int, datetime | None]:
         """How many more ``target`` may get now under ``limit``, and when the next slot frees."""
         if limit is None:
             return 2**31, None
         allowed, next_at = 2**31, None
         for count, window in limit.windows():
-            used, oldest = con.execute(
+            used, oldest = self.con.execute(
                 """
                 SELECT count(*), min(sent_at) FILTER (state = $sent) FROM deliveries
                 WHERE sink = $sink AND target = $target
@@ -196,9 +187,8 @@ class LedgerMixin:
                 next_at = free if next_at is None else max(next_at, free)
         return allowed, next_at
 
-    @staticmethod
     def record(
-        con: duckdb.DuckDBPyConnection,
+        self,
         route: tuple[str, str, str],
         now: datetime,
         *,
@@ -217,14 +207,14 @@ class LedgerMixin:
         trigger, sink, target = route
         base = {"trigger": trigger, "sink": sink, "target": target, "now": now}
         if sent:
-            con.execute(
+            self.con.execute(
                 f"""UPDATE deliveries SET state = '{SENT}', attempts = attempts + 1,
                     sent_at = $now, updated_at = $now, last_error = NULL
                     FROM {_KEYS} WHERE {_WHERE} AND {_MATCH}""",
                 {**base, **_key_lists(sent)},
             )
         for key, reason in (rejected or {}).items():
-            con.execute(
+            self.con.execute(
                 f"""UPDATE deliveries SET state = '{FAILED}', attempts = attempts + 1,
                     last_error = $reason, updated_at = $now
                     WHERE {_WHERE} AND source = $source AND item_id = $id""",
@@ -232,7 +222,7 @@ class LedgerMixin:
             )
         if not unsent:
             return 0
-        con.execute(
+        self.con.execute(
             f"""UPDATE deliveries SET attempts = attempts + 1, last_error = $error,
                 updated_at = $now,
                 state = CASE WHEN attempts + 1 >= $max THEN '{DEAD}' ELSE '{QUEUED}' END
@@ -240,7 +230,7 @@ class LedgerMixin:
                 AND {_MATCH}""",
             {**base, **_key_lists(unsent), "error": error, "max": max_attempts},
         )
-        row = con.execute(
+        row = self.con.execute(
             f"SELECT count(*) FROM deliveries, {_KEYS} WHERE {_WHERE} AND state = '{DEAD}' "
             f"AND updated_at = $now AND {_MATCH}",
             {**base, **_key_lists(unsent)},

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-import duckdb
+from typing import Any
 
 from ..types import Item
+from ._base import TransactionBase
 from ._items import ITEM_SELECT, row_to_item
+from ._schema import DEAD, FAILED, QUEUED
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,12 @@ class SourceStatus:
     triggers: tuple[str, ...]
 
 
-class StatusMixin:
+class StatusMixin(TransactionBase):
     """Summaries over the ledger and the sources."""
 
-    @staticmethod
-    def route_status(con: duckdb.DuckDBPyConnection) -> list[RouteStatus]:
+    def route_status(self) -> list[RouteStatus]:
         """Counts per (trigger, sink, target) with the latest error."""
-        rows = con.execute(
+        rows = self.con.execute(
             """
             SELECT trigger, sink, target,
                    count(*) FILTER (state = 'sent'),
@@ -63,13 +64,10 @@ class StatusMixin:
         ).fetchall()
         return [RouteStatus(*r) for r in rows]
 
-    @staticmethod
-    def failures(
-        con: duckdb.DuckDBPyConnection, limit: int = 20, trigger: str | None = None
-    ) -> list[tuple[str, ...]]:
+    def failures(self, limit: int = 20, trigger: str | None = None) -> list[tuple[str, ...]]:
         """The latest failed or dead deliveries (of ``trigger``, else of all):
         trigger, target, state, title, reason."""
-        rows = con.execute(
+        rows = self.con.execute(
             """
             SELECT d.trigger, d.target, d.state, coalesce(i.title, d.item_id), d.last_error
             FROM deliveries d LEFT JOIN items i ON i.source = d.source AND i.id = d.item_id
@@ -80,10 +78,9 @@ class StatusMixin:
         ).fetchall()
         return [tuple(str(c) for c in r) for r in rows]
 
-    @staticmethod
-    def source_status(con: duckdb.DuckDBPyConnection) -> list[SourceStatus]:
+    def source_status(self) -> list[SourceStatus]:
         """Per source: items stored, last success, last error, triggers that read it."""
-        rows = con.execute(
+        rows = self.con.execute(
             """
             SELECT s.source, s.kind,
                    (SELECT count(*) FROM items i WHERE i.source = s.source),
@@ -95,10 +92,9 @@ class StatusMixin:
         ).fetchall()
         return [SourceStatus(*r[:6], tuple(r[6])) for r in rows]
 
-    @staticmethod
-    def items_per_trigger(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    def items_per_trigger(self) -> dict[str, int]:
         """How many stored items came from the sources each trigger reads."""
-        rows = con.execute(
+        rows = self.con.execute(
             """
             SELECT t.trigger, count(i.id) FROM trigger_sources t
             LEFT JOIN items i ON i.source = t.source GROUP BY ALL
@@ -106,20 +102,16 @@ class StatusMixin:
         ).fetchall()
         return {trigger: n for trigger, n in rows}
 
-    @staticmethod
-    def feed_names(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, datetime | None]]:
+    def feed_names(self) -> list[tuple[str, int, datetime | None]]:
         """Generated feeds: name, entries, last added."""
-        return con.execute(
+        return self.con.execute(
             "SELECT target, count(*), max(sent_at) FROM deliveries "
             "WHERE sink = 'feed' AND state = 'sent' GROUP BY ALL ORDER BY target"
         ).fetchall()
 
-    @staticmethod
-    def feed_entries(
-        con: duckdb.DuckDBPyConnection, name: str, limit: int
-    ) -> list[tuple[Item, datetime]]:
+    def feed_entries(self, name: str, limit: int) -> list[tuple[Item, datetime]]:
         """The newest ``limit`` entries of feed ``name``, newest first, with when added."""
-        rows = con.execute(
+        rows = self.con.execute(
             f"""
             SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}, d.sent_at
             FROM deliveries d JOIN items i ON i.source = d.source AND i.id = d.item_id
@@ -130,3 +122,49 @@ class StatusMixin:
             [name, limit],
         ).fetchall()
         return [(row_to_item(r[:-1]), r[-1]) for r in rows]
+
+    def unsettled(self, trigger: str) -> tuple[int, int, int]:
+        """How many of ``trigger``'s deliveries are queued, failed and dead."""
+        row = self.con.execute(
+            "SELECT count(*) FILTER (state = $q), count(*) FILTER (state = $f), "
+            "count(*) FILTER (state = $d) FROM deliveries WHERE trigger = $t",
+            {"q": QUEUED, "f": FAILED, "d": DEAD, "t": trigger},
+        ).fetchone()
+        return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+    def triggers_with_sources(self) -> list[str]:
+        """The triggers that have read a source (and so have items), by name."""
+        rows = self.con.execute(
+            "SELECT DISTINCT trigger FROM trigger_sources ORDER BY trigger"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def items(
+        self,
+        *,
+        trigger: str | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Item]:
+        """Stored items, newest first: all, a trigger's, or of sources containing ``source``."""
+        rows = self.con.execute(
+            f"""
+            SELECT {ITEM_SELECT} FROM items
+            WHERE ($trigger::VARCHAR IS NULL
+                   OR source IN (SELECT source FROM trigger_sources WHERE trigger = $trigger))
+              AND ($source::VARCHAR IS NULL OR contains(source, $source))
+              AND ($since::TIMESTAMPTZ IS NULL OR coalesce(published, first_seen) >= $since)
+            ORDER BY coalesce(published, first_seen) DESC, id LIMIT $limit
+            """,
+            {"trigger": trigger, "source": source, "since": since, "limit": limit},
+        ).fetchall()
+        return [row_to_item(r) for r in rows]
+
+    def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A user's own SQL on the store (``triggerflow.sql``): column names and rows."""
+        cur = self.con.execute(sql, params or [])
+        rows = cur.fetchall()
+        return [d[0] for d in cur.description or []], rows

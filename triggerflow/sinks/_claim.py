@@ -36,12 +36,12 @@ def claim_batch(
     ``live``: the keys of events read from the inbox, which no first-run cut skips. A
     dry run (``report.dry_run``) rolls everything back.
     """
-    with store.transaction(commit=not report.dry_run) as con:
+    with store.transaction(commit=not report.dry_run) as tx:
         t = now()
-        store.upsert_items(con, items, t, update=False)
-        report.skipped = store.enqueue(con, route, [i.key for i in items], first_run, t, live=live)
-        claim = store.claim(con, route, t, limit=limit, lease=lease)
-        tried = store.tried(con, route, [i.key for i in claim.items])
+        tx.upsert_items(items, t, update=False)
+        report.skipped = tx.enqueue(route, [i.key for i in items], first_run, t, live=live)
+        claim = tx.claim(route, t, limit=limit, lease=lease)
+        tried = tx.tried(route, [i.key for i in claim.items])
     report.held, report.next_at = claim.waiting, claim.next_at
     if claim.waiting:
         _runtime.logger().info(

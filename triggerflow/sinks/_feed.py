@@ -62,16 +62,16 @@ def feed(items: Iterable[Item], name: str) -> SinkReport:
 
 def _publish(trigger: str, items: Items, name: str, dry_run: bool) -> SinkReport:
     s = settings()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     route = (trigger, "feed", name)
     report = SinkReport("feed", name, dry_run=dry_run)
-    with store.transaction(commit=not dry_run) as con:
+    with store.transaction(commit=not dry_run) as tx:
         t = now()
-        store.upsert_items(con, items, t, update=False)
+        tx.upsert_items(items, t, update=False)
         # A feed keeps what it is given: no first-run cut (readers see the newest N anyway).
-        store.enqueue(con, route, [i.key for i in items], len(items), t)
-        claim = store.claim(con, route, t)
-        store.record(con, route, t, sent=[i.key for i in claim.items])
+        tx.enqueue(route, [i.key for i in items], len(items), t)
+        claim = tx.claim(route, t)
+        tx.record(route, t, sent=[i.key for i in claim.items])
     if dry_run:
         report.would_send = [i.display_title for i in claim.items]  # as the feed titles them
     else:

@@ -120,7 +120,7 @@ def _deliver(
     live: frozenset[tuple[str, str]] = frozenset(),
 ) -> SinkReport:
     s = settings()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     sink, target = poster.service, poster.target
     route = (trigger, sink, target)
     log = _runtime.logger()
@@ -164,8 +164,8 @@ def _deliver(
     if unsent:
         dead = _record(store, route, unsent=unsent, error=str(error), max_attempts=s.max_attempts)
     if claim.waiting:
-        with store.transaction() as con:  # what was just sent decides when a slot frees
-            report.next_at = store.allowance(con, sink, target, limit, now())[1]
+        with store.transaction() as tx:  # what was just sent decides when a slot frees
+            report.next_at = tx.allowance(sink, target, limit, now())[1]
     report.queued = len(unsent) - dead + claim.waiting
     if dead:
         report.failed[f"{dead} item(s)"] = f"gave up after {s.max_attempts} attempts"
@@ -180,8 +180,8 @@ def _deliver(
 
 
 def _record(store: Store, route: tuple[str, str, str], **outcome: object) -> int:
-    with store.transaction() as con:
-        return store.record(con, route, now(), **outcome)  # type: ignore[arg-type]
+    with store.transaction() as tx:
+        return tx.record(route, now(), **outcome)  # type: ignore[arg-type]
 
 
 _deliver_task = task(_deliver, name="service sink", cache_policy=NO_CACHE, persist_result=False,

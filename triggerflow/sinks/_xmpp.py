@@ -127,7 +127,7 @@ def _deliver(
     live: frozenset[tuple[str, str]] = frozenset(),
 ) -> SinkReport:
     s = settings()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     route = (trigger, "xmpp", target)
     log = _runtime.logger()
     report = SinkReport("xmpp", target, dry_run=dry_run)
@@ -168,13 +168,13 @@ def _deliver(
     rejected = {by_key[k].key: why for k, why in result.rejected.items()}
     unsent = [i.key for k, i in by_key.items() if k not in result.sent and k not in result.rejected]
     error = str(result.error) if result.error else None
-    with store.transaction() as con:
-        dead = store.record(
-            con, route, now(), sent=sent, rejected=rejected, unsent=unsent, error=error,
+    with store.transaction() as tx:
+        dead = tx.record(
+            route, now(), sent=sent, rejected=rejected, unsent=unsent, error=error,
             max_attempts=s.max_attempts,
         )  # fmt: skip
         if claim.waiting:  # what was just sent decides when the limit frees a slot
-            report.next_at = store.allowance(con, "xmpp", target, limit, now())[1]
+            report.next_at = tx.allowance("xmpp", target, limit, now())[1]
     report.sent = len(sent)
     report.failed = {by_key[k].title or by_key[k].id: why for k, why in result.rejected.items()}
     report.queued = len(unsent) - dead + claim.waiting

@@ -71,22 +71,22 @@ def read_inbox(spec: InboxSpec) -> Items:
 
 def _read(trigger: str, spec: InboxSpec, write: bool, defined: datetime) -> _Read:
     s = settings()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     if write:
         drain_spool(s.spool_dir, store)
     out = _Read(report=SourceReport(spec.kind))
-    with store.transaction(commit=write) as con:
-        since = store.trigger_since(con, trigger)
+    with store.transaction(commit=write) as tx:
+        since = tx.trigger_since(trigger)
         if since is None:  # never loaded by serve: it exists since this process made it
             since = defined
-            store.trigger_started(con, [trigger], since)
-        after = store.inbox_cursor(con, trigger, spec.kind)
-        deliveries = store.inbox_after(con, spec.kind, after, _BATCH, since=since)
+            tx.trigger_started([trigger], since)
+        after = tx.inbox_cursor(trigger, spec.kind)
+        deliveries = tx.inbox_after(spec.kind, after, _BATCH, since=since)
         for d in deliveries:
             item = None if d.ignored else spec.item(d)
             if item is not None:
                 out.items.append(item)
-        out.report.new = store.upsert_items(con, out.items, now(), update=False)
+        out.report.new = tx.upsert_items(out.items, now(), update=False)
     out.report.fetched = len(out.items)
     if deliveries:
         out.last_seq = deliveries[-1].seq

@@ -88,11 +88,11 @@ def _read_opml(path: Path) -> list[str]:
 def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: bool) -> _Fetched:
     s = settings()
     log = _runtime.logger()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     states: dict[str, SourceState] = {}
     if use_store:
-        with store.transaction(commit=False) as con:
-            states = store.source_states(con, feeds)
+        with store.transaction(commit=False) as tx:
+            states = tx.source_states(feeds)
     requests = [
         FeedRequest(f, states[f].url, states[f].etag, states[f].last_modified)
         if f in states
@@ -144,11 +144,10 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
         # fetches those feeds again and loses nothing.
         unique = list({i.key: i for i in out.items}.values())
         for start in range(0, len(unique), STORE_BATCH):
-            with store.transaction(commit=write) as con:
-                report.new += store.upsert_items(con, unique[start : start + STORE_BATCH], t)
-        with store.transaction(commit=write) as con:
-            store.save_source_successes(
-                con,
+            with store.transaction(commit=write) as tx:
+                report.new += tx.upsert_items(unique[start : start + STORE_BATCH], t)
+        with store.transaction(commit=write) as tx:
+            tx.save_source_successes(
                 [(_state(r), title, True) for r, title in fresh]
                 + [(_state(r), None, False) for r in unchanged],
                 "rss",
@@ -156,10 +155,10 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
             )
             for source, why in report.failures.items():
                 url = states[source].url if source in states else source
-                store.save_source_error(con, source, url, "rss", why, t)
-            out.items.extend(store.items_of_last_fetch(con, [r.request.source for r in unchanged]))
+                tx.save_source_error(source, url, "rss", why, t)
+            out.items.extend(tx.items_of_last_fetch([r.request.source for r in unchanged]))
             if trigger:
-                store.link_trigger_sources(con, trigger, feeds)
+                tx.link_trigger_sources(trigger, feeds)
     report.fetched = len(out.items)
 
     for source, why in report.failures.items():

@@ -75,7 +75,7 @@ def read(reader: Reader) -> Items:
 def _read(trigger: str | None, reader: Reader, use_store: bool, write: bool) -> _Read:
     s = settings()
     log = _runtime.logger()
-    store = Store(s.store_path, s.store_wait)
+    store = Store.default(s)
     out = _Read(report=SourceReport(reader.service))
     with ServiceClient(
         reader.service, reader.account, timeout=s.http_timeout, max_wait=s.rate_limit_wait
@@ -83,16 +83,16 @@ def _read(trigger: str | None, reader: Reader, use_store: bool, write: bool) -> 
         source = reader.key(client)
         cursor = None
         if use_store:
-            with store.transaction(commit=False) as con:
-                cursor = store.source_cursor(con, source)
+            with store.transaction(commit=False) as tx:
+                cursor = tx.source_cursor(source)
         try:
             items, new_cursor = reader.fetch(client, cursor)
         except ServiceError as e:
             out.report.failures[reader.label] = str(e)
             log.warning("%s: %s", reader.label, e)
             if use_store:
-                with store.transaction(commit=write) as con:
-                    store.save_source_error(con, source, client.base, reader.service, str(e), now())
+                with store.transaction(commit=write) as tx:
+                    tx.save_source_error(source, client.base, reader.service, str(e), now())
             if isinstance(e, TransientError):
                 e.failures = dict(out.report.failures)  # type: ignore[attr-defined]
                 raise
@@ -100,12 +100,12 @@ def _read(trigger: str | None, reader: Reader, use_store: bool, write: bool) -> 
     out.items = items
     out.report.fetched = len(items)
     if use_store:
-        with store.transaction(commit=write) as con:
+        with store.transaction(commit=write) as tx:
             t = now()
-            out.report.new = store.upsert_items(con, items, t)
-            store.save_source_cursor(con, source, reader.service, client.base, new_cursor, t)
+            out.report.new = tx.upsert_items(items, t)
+            tx.save_source_cursor(source, reader.service, client.base, new_cursor, t)
             if trigger:
-                store.link_trigger_sources(con, trigger, [source])
+                tx.link_trigger_sources(trigger, [source])
     log.info("%s: %d items, %d new", reader.label, out.report.fetched, out.report.new)
     return out
 

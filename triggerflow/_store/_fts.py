@@ -20,8 +20,8 @@ from pathlib import Path
 
 import duckdb
 
-from ._store import Store, attach_read_only, now, open_duckdb, quiet
-from .exceptions import SearchUnavailable
+from ..exceptions import SearchUnavailable
+from . import Store, attach_read_only, now, open_duckdb, quiet
 
 STORE = "store"  # the alias of the store attached to an index connection
 _CHUNK = 100_000  # rows copied per visit to the store (each visit blocks writers briefly)

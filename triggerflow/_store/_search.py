@@ -15,9 +15,9 @@ from typing import Any
 
 import duckdb
 
+from ..exceptions import SearchError, StoreError
+from . import ITEM_SELECT, Store, attach_read_only, open_duckdb
 from ._fts import DOC_TEXT, STORE, empty_index, index_path, load_fts
-from ._store import ITEM_SELECT, Store, attach_read_only, open_duckdb
-from .exceptions import SearchError, StoreError
 
 ALERTS_SOURCE = "triggerflow:alerts"  # _alerts.SOURCE (not imported: it pulls in the sinks)
 
@@ -133,6 +133,12 @@ def waiting(con: duckdb.DuckDBPyConnection) -> int:
         {"since": since(con)},
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def built(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, int]:
+    """When the index was last built, and how many items it covers (0: never)."""
+    row = con.execute("SELECT max(built_at), max(items) FROM index_meta").fetchone()
+    return (row[0], int(row[1] or 0)) if row else (None, 0)
 
 
 def ranked(
