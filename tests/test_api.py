@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,49 @@ def test_bad_schedules_are_clear_errors(bad: object) -> None:
 
     with pytest.raises(TriggerflowError, match="every"):
         every(bad)  # type: ignore[arg-type]
+
+
+def test_every_takes_weeks_and_the_units_of_limits_and_search() -> None:
+    """Issue "one delivery core", item 7: one duration grammar (`every("1w")` was refused)."""
+    from triggerflow import every
+
+    assert every("1w") == every("7d") == every("1 week") == every(timedelta(weeks=1))
+    assert every("1w").describe() == "every 1w"
+    assert every("1.5h").describe() == "every 90m"
+    assert every("90 S").describe() == "every 90s"
+    assert every("30 minutes") == every("30m") == every(1800)
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [("1fortnight", "unknown unit 'fortnight'; use s, m, h, d or w (e.g. 15m, 2h, 1w)"),
+     ("1h30m", "write one number and one unit, here '90m'")],
+)  # fmt: skip
+def test_a_bad_unit_names_the_text_and_the_accepted_units(bad: str, says: str) -> None:
+    from triggerflow import ConfigurationError, every
+
+    with pytest.raises(ConfigurationError) as e:
+        every(bad)
+    assert str(e.value).startswith(f"schedule every({bad!r}): {says}"), str(e.value)
+
+
+def test_the_whole_error_tree_and_limit_are_exported() -> None:
+    import inspect
+
+    from triggerflow import exceptions
+
+    classes = {
+        name for name, value in vars(exceptions).items()
+        if inspect.isclass(value) and issubclass(value, BaseException)
+        and value.__module__ == exceptions.__name__ and not name.startswith("_")
+    }  # fmt: skip
+    assert classes == set(exceptions.__all__)
+    assert classes - set(triggerflow.__all__) == set()
+    for name in classes:
+        assert getattr(triggerflow, name) is getattr(exceptions, name), name
+    from triggerflow.limits import Limit
+
+    assert "Limit" in triggerflow.__all__ and triggerflow.Limit is Limit
 
 
 def test_bad_cron_is_a_clear_error() -> None:

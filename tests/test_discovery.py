@@ -20,12 +20,12 @@ def test_errors_name_the_users_file_and_line(tmp_path: Path) -> None:
     # A syntax error on line 7 of a 7-line file.
     (tmp_path / "typo.py").write_text(GOOD + "    x = (\n")
     # A bad schedule: triggerflow raises it, but the mistake is on the user's line 4.
-    (tmp_path / "bad_every.py").write_text(GOOD.replace('every("1h")', 'every("1w")'))
+    (tmp_path / "bad_every.py").write_text(GOOD.replace('every("1h")', 'every("1y")'))
     (tmp_path / "imports.py").write_text("\n\nimport no_such_module_here\n")
     found = discover(tmp_path)
     assert set(found.triggers) == {"fine"}  # the others never stop it
     errors = {p.name: why for p, why in found.errors.items()}
     assert errors["typo.py"].endswith("SyntaxError: '(' was never closed (line 7)"), errors
-    assert "every('1w')" in errors["bad_every.py"] and errors["bad_every.py"].endswith("(line 4)")
+    assert "every('1y')" in errors["bad_every.py"] and errors["bad_every.py"].endswith("(line 4)")
     assert errors["imports.py"].endswith("No module named 'no_such_module_here' (line 3)")
     assert all(str(tmp_path) in why for why in errors.values())

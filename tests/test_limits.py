@@ -24,7 +24,10 @@ from triggerflow.sources import rss
 @pytest.mark.parametrize(
     ("spec", "count", "seconds", "burst"),
     [("5/hour", 5, 3600, None), ("100/day, burst 10", 100, 86400, 10),
-     ("3/10 minutes", 3, 600, None), ("1/s", 1, 1, None), (" 2 / Hours ", 2, 3600, None)],
+     ("3/10 minutes", 3, 600, None), ("1/s", 1, 1, None), (" 2 / Hours ", 2, 3600, None),
+     ("5/w", 5, 604800, None), ("5/week", 5, 604800, None), ("5/15m", 5, 900, None),
+     ("5/1 wk, burst 2", 5, 604800, 2), ("4/1.5h", 4, 5400, None), ("3/10 minute", 3, 600, None),
+     ("1/1 second", 1, 1, None)],
 )  # fmt: skip
 def test_parse_limit(spec: str, count: int, seconds: int, burst: int | None) -> None:
     assert parse_limit(spec) == Limit(count, timedelta(seconds=seconds), burst)
@@ -34,6 +37,27 @@ def test_parse_limit(spec: str, count: int, seconds: int, burst: int | None) -> 
 def test_bad_limits_say_how_to_write_one(spec: str) -> None:
     with pytest.raises(ConfigurationError, match="5/hour"):
         parse_limit(spec)
+
+
+def test_a_bad_unit_names_it_and_the_accepted_units() -> None:
+    with pytest.raises(ConfigurationError) as e:
+        parse_limit("5/fortnight")
+    assert str(e.value) == (
+        "limit '5/fortnight': unknown unit 'fortnight'; use s, m, h, d or w "
+        "(e.g. '5/hour', '5/w', '3/15m' or '100/day, burst 10')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [("5/hour", "5/hour"), ("5/w", "5/week"), ("5/15m", "5/15 minutes"), ("1/s", "1/second"),
+     ("3/10 minute", "3/10 minutes"), ("3/90s", "3/90 seconds"), ("4/1.5h", "4/90 minutes"),
+     ("100/day, burst 10", "100/day, burst 10")],
+)  # fmt: skip
+def test_a_limit_shows_in_words_and_reads_back(spec: str, shown: str) -> None:
+    """str() is stored in the ledger's routes and parsed again by `status`."""
+    limit = parse_limit(spec)
+    assert str(limit) == shown and parse_limit(shown) == limit
 
 
 def test_burst_adds_a_proportional_window() -> None:

@@ -165,6 +165,25 @@ def test_filters_trigger_source_dates_and_limit(store: Store) -> None:
         tf_search.search("eclipse", store=store, limit=0)
 
 
+def test_the_cli_takes_every_age_of_the_duration_grammar(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--since 30s` (seconds were refused), `--since 1 week`; a bad unit says which are."""
+    from triggerflow.cli import main
+
+    old = now() - timedelta(minutes=2)
+    put(store, *filler(5), Item("s", "old", title="comet seen", published=old),
+        Item("s", "new", title="comet again", link="https://x.org/new"))  # fmt: skip
+    assert main(["search", "comet", "--since", "30s"]) == 0
+    out = capsys.readouterr().out
+    assert "https://x.org/new" in out and "comet seen" not in out
+    assert main(["search", "comet", "--since", "1 week"]) == 0
+    assert "comet seen" in capsys.readouterr().out
+    assert main(["search", "comet", "--since", "3 fortnights"]) == 1
+    err = capsys.readouterr().err
+    assert "since='3 fortnights': unknown unit 'fortnights'; use s, m, h, d or w" in err, err
+
+
 def test_too_many_waiting_items_trigger_a_rebuild(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,7 +1,9 @@
-"""The code base stays ruff clean (lint and format), as CI checks on every run."""
+"""The code base stays ruff clean (lint and format), as CI checks on every run, and its
+modules import each other without a circle."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -19,3 +21,84 @@ def test_ruff(args: list[str]) -> None:
         [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _imports(path: Path, module: str, modules: set[str]) -> set[str]:
+    """The ``triggerflow`` modules that ``module`` imports, at module level or in a function.
+
+    Imports inside functions count: they are what keeps a circle from failing at import
+    time, not what makes it go away (``_discovery -> _trigger -> vacation -> _discovery``
+    was one). Only ``if TYPE_CHECKING:`` blocks are left out: they never run.
+    """
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+        for stmt in block.body
+        for node in ast.walk(stmt)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            # `from . import x` imports the submodule x; `from .m import name` imports m.
+            subs = {f"{base}.{a.name}" for a in node.names} & modules
+            found.update(subs or {base})
+    return {m for m in found if m in modules and m != module}
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {}
+    for path in sorted((ROOT / "triggerflow").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return {m: _imports(path, m, set(files)) for m, path in files.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle per strongly connected group of modules, as a path back to its start."""
+    cycles, done = [], set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        # Every module reachable from start, with how it was reached: back at start = circle.
+        came_from: dict[str, str] = {}
+        todo = [start]
+        while todo:
+            here = todo.pop()
+            for nxt in sorted(graph[here]):
+                if nxt not in came_from:
+                    came_from[nxt] = here
+                    todo.append(nxt)
+        if start in came_from:
+            path, here = [start], came_from[start]
+            while here != start:
+                path.append(here)
+                here = came_from[here]
+            cycle = [start, *reversed(path[1:]), start]
+            cycles.append(cycle)
+            done.update(cycle)
+    return cycles
+
+
+def test_no_import_cycle() -> None:
+    cycles = _cycles(_graph())
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    found = _graph()
+    assert "triggerflow._alerts" in found["triggerflow._trigger"]  # function-level ones too
+    assert "triggerflow.sources" not in found["triggerflow._trigger"]  # TYPE_CHECKING

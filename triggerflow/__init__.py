@@ -21,18 +21,49 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import exceptions as _exceptions  # light: no Prefect, no I/O
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccountNotChecked",
+    "AccountNotConfigured",
+    "ConfigurationError",
+    "FeedError",
+    "FeedInvalid",
+    "FeedUnavailable",
+    "FlowsLoadError",
     "Item",
     "Items",
+    "Limit",
+    "PermanentError",
     "RunResult",
+    "SearchError",
     "SearchResults",
+    "SearchUnavailable",
+    "ServiceAuthError",
+    "ServiceError",
+    "ServiceNotFound",
+    "ServiceRateLimited",
+    "ServiceRejected",
+    "ServiceUnavailable",
     "Settings",
+    "SinkError",
     "SinkReport",
+    "SourceError",
     "SourceReport",
+    "StoreBusyError",
+    "StoreError",
+    "TransientError",
     "Trigger",
+    "TriggerNotFound",
+    "TriggerRunFailed",
     "TriggerflowError",
+    "XMPPAuthError",
+    "XMPPError",
+    "XMPPRejected",
+    "XMPPTLSError",
+    "XMPPUnavailable",
     "cron",
     "every",
     "rebuild_search_index",
@@ -58,14 +89,47 @@ _HOME = {
     "every": "schedules",
     "Settings": "config",
     "settings": "config",
-    "TriggerflowError": "exceptions",
+    "Limit": "limits",
+    # The whole error tree, so that `except triggerflow.FeedUnavailable` needs no second import.
+    **dict.fromkeys(_exceptions.__all__, "exceptions"),
 }
 
 if TYPE_CHECKING:
     from ._search import SearchResults, rebuild_search_index, search, search_index_status
     from ._trigger import RunResult, Trigger, trigger
     from .config import Settings, settings
-    from .exceptions import TriggerflowError
+    from .exceptions import (
+        AccountNotChecked,
+        AccountNotConfigured,
+        ConfigurationError,
+        FeedError,
+        FeedInvalid,
+        FeedUnavailable,
+        FlowsLoadError,
+        PermanentError,
+        SearchError,
+        SearchUnavailable,
+        ServiceAuthError,
+        ServiceError,
+        ServiceNotFound,
+        ServiceRateLimited,
+        ServiceRejected,
+        ServiceUnavailable,
+        SinkError,
+        SourceError,
+        StoreBusyError,
+        StoreError,
+        TransientError,
+        TriggerflowError,
+        TriggerNotFound,
+        TriggerRunFailed,
+        XMPPAuthError,
+        XMPPError,
+        XMPPRejected,
+        XMPPTLSError,
+        XMPPUnavailable,
+    )
+    from .limits import Limit
     from .schedules import cron, every
     from .types import Item, Items, SinkReport, SourceReport
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._paused import paused_reasons
 from ._store import Store
 from .config import Settings
 from .exceptions import TriggerflowError
@@ -78,8 +79,6 @@ class Commands:
         return "\n".join(lines) if routes or sources else "Nothing collected yet."
 
     def list(self, _: str) -> str:
-        from .vacation import paused_reasons
-
         held = paused_reasons(self.triggers)
         lines = []
         for name, t in sorted(self.triggers.items()):

@@ -24,15 +24,16 @@ import html
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import duckdb
 
+from ._durations import UNITS_HELP, parse_duration
 from ._store import Store, now, row_to_item
 from ._store import _search as q
 from ._store._fts import Progress, rebuild
-from .exceptions import SearchError
+from .exceptions import ConfigurationError, SearchError
 from .types import Item, Items, _cut
 
 __all__ = [
@@ -48,9 +49,11 @@ __all__ = [
 # ~50 us (it is tokenized and scored), a rebuild ~75 us per item once (bench/search.py).
 AUTO_REINDEX = 1_000
 AUTO_REINDEX_SHARE = 0.02
+_AGES = "30s, 15m, 12h, 7d, 2w"
 
-_AGO = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
-_AGO_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# What reads as an attempt at an age (a number, then letters) rather than at a date: its
+# mistakes are told as such ("unknown unit 'fortnight'").
+_AGO = re.compile(r"^\s*[\d.]+\s*[a-z]+\s*$", re.IGNORECASE)
 
 
 class SearchResults(Items):
@@ -121,7 +124,8 @@ def search(
     Args:
         query: words to look for (case, accents and word endings do not matter).
         since: only items published (else first seen) at or after this time:
-            a datetime, a date, ``"2026-11-01"`` or an age such as ``"7d"``, ``"12h"``, ``"2w"``.
+            a datetime, a date, ``"2026-11-01"`` or an age such as ``"30s"``, ``"12h"``,
+            ``"7d"``, ``"2w"`` (a duration written as for ``every()``).
         until: only items published before this time (same forms).
         trigger: only items from the sources of this trigger; ``"_alerts"`` for the
             failure alerts, which are left out otherwise.
@@ -216,18 +220,26 @@ def _filters(
 
 
 def parse_time(value: str | datetime | date, name: str = "time") -> datetime:
-    """A timezone-aware datetime from a datetime, a date, an ISO date/time or an age (``7d``)."""
+    """A timezone-aware datetime from a datetime, a date, an ISO date/time or an age
+    (``30s``, ``12h``, ``7d``, ``1 week``: a duration as for ``every()``, before now).
+
+    Raises:
+        SearchError: neither an age nor a date; for a number and a word, which unit is
+            unknown and which are accepted.
+    """
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    m = _AGO.match(value)
-    if m:
-        return now() - timedelta(seconds=int(m.group(1)) * _AGO_UNITS[m.group(2)])
+    if _AGO.match(value):
+        try:
+            return now() - parse_duration(value, what=f"search: {name}={value!r}", examples=_AGES)
+        except ConfigurationError as e:
+            raise SearchError(str(e)) from e
     try:
         return parse_time(datetime.fromisoformat(value.strip()), name)
     except ValueError:
         raise SearchError(
-            f"search: {name}={value!r} is neither an age (30m, 12h, 7d, 2w) "
+            f"search: {name}={value!r} is neither an age ({_AGES}; {UNITS_HELP}) "
             "nor a date (2026-11-01, 2026-11-01T08:00)"
         ) from None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import Flow
 
 from . import _runtime
+from ._paused import paused_reasons
 from ._store import Store
 from .config import settings
 from .exceptions import ConfigurationError, TriggerRunFailed
@@ -200,8 +201,6 @@ class Trigger(Flow[..., RunResult]):
         Prefect's automations start runs of paused deployments too; what arrives meanwhile
         stays in the inbox and goes out after the pause (the cursor does not move).
         """
-        from .vacation import paused_reasons
-
         why = paused_reasons([self.name]).get(self.name)
         if why:
             _runtime.logger().info("%s is %s: deliveries wait in the inbox", self.name, why)

@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from ._discovery import load_file
+from ._paused import paused_reasons
 from ._trigger import Trigger
 from .config import Settings
 from .exceptions import FlowsLoadError, TriggerflowError
@@ -176,8 +177,6 @@ class ServedTriggers:
         return out, clashes
 
     def _deployments(self, names: list[str]) -> dict[str, Any]:
-        from .vacation import paused_reasons
-
         held = paused_reasons({n: self.triggers[n] for n in names}) if names else {}
         out: dict[str, Any] = {}
         for name in names:

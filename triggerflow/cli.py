@@ -244,7 +244,8 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
         if (r.sink, r.target) in next_slot:
             allowed, at = next_slot[(r.sink, r.target)]
             when = "now" if allowed else f"at {_when(at)}" if at else "when a send completes"
-            say(f"  {r.trigger} → {r.target}: {r.queued} wait for the limit {r.limit}; next {when}")
+            limit = parse_limit(r.limit)  # as str(Limit) says it now, also for an old row
+            say(f"  {r.trigger} → {r.target}: {r.queued} wait for the limit {limit}; next {when}")
     errors = [r for r in routes if r.last_error and (r.queued or r.failed or r.dead)]
     if errors:
         say("\nWhy items are waiting:")
@@ -573,7 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  triggerflow search --reindex --status",
     )  # fmt: skip
     sp.add_argument("query", nargs="*", help="words to look for")
-    sp.add_argument("--since", metavar="WHEN", help="only items from then on: 7d, 12h, 2026-11-01")
+    sp.add_argument(
+        "--since", metavar="WHEN",
+        help="only items from then on: an age (30s, 15m, 12h, 7d, 2w) or a date (2026-11-01)",
+    )  # fmt: skip
     sp.add_argument("--until", metavar="WHEN", help="only items before then (same forms)")
     sp.add_argument(
         "--trigger", metavar="NAME",

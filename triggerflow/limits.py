@@ -13,20 +13,14 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ._durations import parse_per, render_per
 from .exceptions import ConfigurationError
 
 __all__ = ["Limit", "parse_limit"]
 
-_PERIODS = {
-    "second": 1, "sec": 1, "s": 1,
-    "minute": 60, "min": 60, "m": 60,
-    "hour": 3600, "h": 3600,
-    "day": 86400, "d": 86400,
-    "week": 604800,
-}  # fmt: skip
-_SPEC = re.compile(
-    r"^\s*(\d+)\s*/\s*(\d+\s*)?([a-z]+?)s?\s*(?:,\s*burst\s+(\d+))?\s*$", re.IGNORECASE
-)
+# "5/hour", "5 / 15m", "100/day, burst 10": the count, the window (parse_per), the burst.
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(.*?)\s*(?:,\s*burst\s+(\d+))?\s*$", re.IGNORECASE)
+_HOW = "'5/hour', '5/w', '3/15m' or '100/day, burst 10'"
 
 
 @dataclass(frozen=True)
@@ -45,31 +39,30 @@ class Limit:
         return out
 
     def __str__(self) -> str:
-        seconds = int(self.period.total_seconds())
-        unit = next(
-            (f"{seconds // n} {name}" if seconds // n > 1 else name)
-            for name, n in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60))
-            if seconds % n == 0
-        ) if seconds >= 60 else f"{seconds} second"  # fmt: skip
-        return f"{self.count}/{unit}" + (f", burst {self.burst}" if self.burst else "")
+        """``5/hour``, ``3/10 minutes``, ``20/day, burst 5``: what :func:`parse_limit` reads."""
+        burst = f", burst {self.burst}" if self.burst else ""
+        return f"{self.count}/{render_per(self.period)}{burst}"
 
 
 def parse_limit(spec: str | Limit | None) -> Limit | None:
-    """``"5/hour"``, ``"100/day, burst 10"``, ``"3/10 minutes"`` → :class:`Limit`.
+    """``"5/hour"``, ``"5/w"``, ``"3/15m"``, ``"100/day, burst 10"`` → :class:`Limit`.
+
+    The window after the ``/`` is a unit, or a number and a unit, written as for
+    ``every()``: ``hour``, ``h``, ``15m``, ``10 minutes``, ``1.5h``, ``week``, ``w``.
 
     Raises:
-        ConfigurationError: the text is not a limit.
+        ConfigurationError: the text is not a limit (the message names the accepted
+            units and shows how to write one).
     """
     if spec is None or isinstance(spec, Limit):
         return spec
+    where = f"limit {spec!r}"
     m = _SPEC.match(spec)
-    if not m or m.group(3).lower() not in _PERIODS:
-        raise ConfigurationError(
-            f"limit {spec!r}: write it like '5/hour', '100/day, burst 10' or '3/10 minutes'"
-        )
+    if not m:
+        raise ConfigurationError(f"{where}: write it like {_HOW}")
+    period = parse_per(m.group(2), what=where, examples=_HOW)
     count = int(m.group(1))
-    times = int(m.group(2)) if m.group(2) else 1
-    burst = int(m.group(4)) if m.group(4) else None
-    if count < 1 or times < 1 or (burst is not None and burst < 1):
-        raise ConfigurationError(f"limit {spec!r}: counts must be at least 1, as in '5/hour'")
-    return Limit(count, timedelta(seconds=times * _PERIODS[m.group(3).lower()]), burst)
+    burst = int(m.group(3)) if m.group(3) else None
+    if count < 1 or (burst is not None and burst < 1):
+        raise ConfigurationError(f"{where}: counts must be at least 1, as in '5/hour'")
+    return Limit(count, period, burst)

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ._durations import parse_duration, render_duration
 from .exceptions import ConfigurationError
 
 __all__ = ["Cron", "Every", "Schedule", "cron", "every"]
@@ -18,9 +19,6 @@ __all__ = ["Cron", "Every", "Schedule", "cron", "every"]
 # "every 15m" runs at :00, :15, :30 and :45, "every 1d" at midnight UTC.
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-
 
 @dataclass(frozen=True)
 class Every:
@@ -29,12 +27,8 @@ class Every:
     interval: timedelta
 
     def describe(self) -> str:
-        """Short human form, e.g. ``every 15m``."""
-        seconds = int(self.interval.total_seconds())
-        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-            if seconds % size == 0:
-                return f"every {seconds // size}{unit}"
-        return f"every {seconds}s"
+        """Short human form, e.g. ``every 15m``, ``every 1w``."""
+        return f"every {render_duration(self.interval)}"
 
 
 @dataclass(frozen=True)
@@ -53,23 +47,24 @@ Schedule = Every | Cron
 
 
 def every(interval: str | int | float | timedelta) -> Every:
-    """A fixed interval: ``every("15m")``, ``every("2h")``, ``every(90)`` (seconds).
+    """A fixed interval: ``every("15m")``, ``every("2h")``, ``every("1w")``, ``every(90)``
+    (seconds).
+
+    A string is one number and one unit, in any case, with or without a space:
+    ``"90s"``, ``"1.5h"``, ``"1 week"``. The units are s (sec, second), m (min,
+    minute), h (hr, hour), d (day) and w (wk, week), also in the plural. One unit
+    only: ``"90m"``, not ``"1h30m"``.
 
     Raises:
-        ConfigurationError: the interval is not understood or shorter than 10 seconds.
+        ConfigurationError: the interval is not understood (the message names the
+            accepted units) or shorter than 10 seconds.
     """
     if isinstance(interval, timedelta):
         delta = interval
     elif isinstance(interval, int | float):
         delta = timedelta(seconds=interval)
     else:
-        m = _DURATION.match(interval)
-        if not m:
-            raise ConfigurationError(
-                f"schedule every({interval!r}): write a number and a unit: s, m, h or d "
-                "(e.g. '15m')"
-            )
-        delta = timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+        delta = parse_duration(interval, what=f"schedule every({interval!r})")
     if delta < timedelta(seconds=10):
         raise ConfigurationError(f"schedule every({interval!r}): shorter than 10 seconds")
     return Every(delta)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ._paused import paused_reasons, vacation_state
 from ._store import Store, Vacation, now
 from .config import Settings, settings
 from .exceptions import ConfigurationError, TriggerflowError
@@ -47,6 +48,8 @@ def _trigger_names(s: Settings, names: Iterable[str] | None) -> list[str]:
     """The given names, or every trigger in the flows folder that is configured."""
     if names is not None:
         return sorted(set(names))
+    # Lazy for the weight, not for a circle: discovery imports Prefect (through _trigger),
+    # and the CLI imports this module for `vacation status`, which needs neither.
     from ._discovery import discover
 
     return sorted(n for n, t in discover(s.flows_dir).triggers.items() if not t.check())
@@ -68,9 +71,7 @@ def _apply(wanted: dict[str, bool]) -> tuple[tuple[str, ...], bool]:
 
 def status() -> Vacation:
     """The vacation in progress (``active``, ``since``, ``note``) and the pauses by hand."""
-    s = settings()
-    with Store.default(s).transaction(commit=False) as tx:
-        return tx.vacation()
+    return vacation_state(settings())
 
 
 def on(note: str | None = None, *, names: Iterable[str] | None = None) -> Change:
@@ -154,18 +155,6 @@ def resume(name: str) -> Change:
         return Change(state)  # vacation keeps it paused; off() will not resume it either
     changed, applied = _apply({name: False})
     return Change(state, changed, applied)
-
-
-def paused_reasons(names: Iterable[str]) -> dict[str, str]:
-    """Why each of ``names`` must stay paused, for those that must."""
-    state = status()
-    reasons: dict[str, str] = {}
-    for n in names:
-        if n in state.paused:
-            reasons[n] = f"paused by hand since {state.paused[n]:%Y-%m-%d %H:%M}"
-        elif state.active and state.since is not None:
-            reasons[n] = f"on vacation since {state.since:%Y-%m-%d %H:%M}"
-    return reasons
 
 
 def _deployed_paused(names: list[str]) -> dict[str, bool]:
