@@ -14,9 +14,10 @@ import pytest
 from triggerflow import Item
 from triggerflow._store import VERSION, Store
 from triggerflow.exceptions import StoreBusyError, StoreError
+from triggerflow.types import Route
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-ROUTE = ("t", "xmpp", "me@example.org")
+ROUTE = Route("t", "xmpp", "me@example.org")
 
 
 def items(n: int, start: int = 0, source: str = "feed") -> list[Item]:

@@ -106,6 +106,7 @@ WRITER = textwrap.dedent(
     from datetime import UTC, datetime
     from pathlib import Path
     from triggerflow import Item
+    from triggerflow.types import Route
     from triggerflow._store import Store
     store = Store(Path(sys.argv[1]), wait=30)
     i = 0
@@ -114,7 +115,7 @@ WRITER = textwrap.dedent(
     while time.monotonic() < end:
         with store.transaction() as tx:  # an item and its ledger row, in one transaction
             tx.upsert_items([Item(source="feed", id=f"w{i}", title="w")], datetime.now(UTC))
-            tx.enqueue(("t", "xmpp", "me"), [("feed", f"w{i}")], 1000, datetime.now(UTC))
+            tx.enqueue(Route("t", "xmpp", "me"), [("feed", f"w{i}")], 1000, datetime.now(UTC))
         i += 1
     print(i, flush=True)
     """

@@ -15,7 +15,7 @@ from ._store import Store, now
 from .blocks import load_xmpp_account
 from .config import settings
 from .exceptions import TriggerflowError
-from .types import Item, Items
+from .types import Item, Items, Route, SinkReport
 
 ALERTS = "_alerts"  # the pseudo-trigger that alert deliveries belong to
 SOURCE = "triggerflow:alerts"
@@ -61,15 +61,16 @@ def _check(store: Store, trigger: str, failures: list[str]) -> None:
         with store.transaction(commit=False) as tx:
             queued = tx.unsettled(ALERTS)[0]
         if queued:
-            _send(None)  # alerts left queued while the XMPP server was down
+            _send(store, None)  # alerts left queued while the XMPP server was down
         return
     log.warning("alert: %s", text)
-    _send(Item(source=SOURCE, id=ident, title=text, published=t))
+    _send(store, Item(source=SOURCE, id=ident, title=text, published=t))
 
 
-def _send(alert: Item | None) -> None:
+def _send(store: Store, alert: Item | None) -> None:
     """Deliver ``alert`` (and any alert still owed) to the default account's owner."""
-    from .sinks._xmpp import _deliver
+    from ._outbox import Options, deliver
+    from .sinks._xmpp import XMPPSender
 
     log = _runtime.logger()
     to = settings().alerts
@@ -88,6 +89,14 @@ def _send(alert: Item | None) -> None:
     try:
         # A plain call, no task retries: the run is already failing, and what is not
         # sent now stays queued for the next run's check.
-        _deliver(ALERTS, batch, owner, False, "default", "{title}", 100, None, False)
+        deliver(
+            XMPPSender(owner, account="default", format="{title}"),
+            Route(ALERTS, "xmpp", owner),
+            batch,
+            Options(first_run=100),
+            SinkReport("xmpp", owner),
+            store=store,
+            max_attempts=settings().max_attempts,
+        )
     except TriggerflowError as e:
         log.warning("alert to %s queued: %s", owner, e)

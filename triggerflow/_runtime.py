@@ -14,15 +14,13 @@ A trigger body runs in one of three modes:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from ._store import Store
 from .config import Settings
-from .exceptions import TransientError
 from .types import Item, Items, SinkReport, SourceReport
 
 Mode = Literal["run", "preview", "check"]
@@ -71,30 +69,3 @@ def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     except ImportError:  # pragma: no cover - prefect is a dependency
         pass
     return logging.getLogger("triggerflow")
-
-
-def only_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect ``retry_condition_fn``: retry transient errors only."""
-    try:
-        state.result()
-    except TransientError:
-        return True
-    except BaseException:
-        return False
-    return False
-
-
-def call_step(prefect_task: Any, plain: Callable[..., Any], name: str, *args: Any) -> Any:
-    """Call a source/sink step: as a Prefect task in real runs, as a plain call otherwise."""
-    ctx = current()
-    if ctx is None or ctx.mode != "run":
-        return plain(*args)
-    from prefect.tasks import exponential_backoff
-
-    s = ctx.settings
-    options: dict[str, Any] = {"task_run_name": name, "retries": s.retries}
-    if s.retries:
-        options["retry_delay_seconds"] = exponential_backoff(backoff_factor=s.retry_delay)(
-            s.retries
-        )
-    return prefect_task.with_options(**options)(*args)

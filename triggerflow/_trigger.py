@@ -72,7 +72,12 @@ class RunResult(Items):
         for s in self.sinks:
             if s.error:
                 lines.append(f"{s.sink} to {s.target}: {s.error}")
-            lines += [f"{s.sink} to {s.target}: {title}: {why}" for title, why in s.failed.items()]
+            lines += [f"{s.sink} to {s.target}: {f.title}: {f.reason}" for f in s.failed.values()]
+            if s.dead:
+                lines.append(
+                    f"{s.sink} to {s.target}: {s.dead} item(s): gave up after {s.max_attempts} "
+                    "attempts (`triggerflow retry --dead` owes them again)"
+                )
         return lines
 
     def summary(self) -> str:
@@ -85,8 +90,8 @@ class RunResult(Items):
             bits = [f"{s.sent} sent to {s.target}"]
             if s.queued:
                 bits.append(f"{s.queued} queued")
-            if s.failed:
-                bits.append(f"{len(s.failed)} failed")
+            if s.failed or s.dead:
+                bits.append(f"{len(s.failed) + s.dead} failed")
             if s.skipped:
                 bits.append(f"{s.skipped} older skipped")
             parts.append(", ".join(bits))
@@ -103,7 +108,7 @@ class RunResult(Items):
         for s in self.sinks:
             lines.append(f"| sent to {s.target} ({s.sink}) | {s.sent} |")
             lines.append(f"| queued for {s.target} | {s.queued} |")
-            lines.append(f"| failed for {s.target} | {len(s.failed)} |")
+            lines.append(f"| failed for {s.target} | {len(s.failed) + s.dead} |")
         failures = self.failures
         if failures:
             lines += ["", "**Problems**", ""] + [f"- {f}" for f in failures]

@@ -25,6 +25,8 @@ feed body) is not.
     │       ├── FeedUnavailable     (+ TransientError)
     │       └── FeedInvalid         (+ PermanentError)
     ├── SinkError
+    │   ├── ItemRejected            (+ PermanentError: this one item, for good)
+    │   ├── SinkUnavailable         (+ TransientError: down, no answer; retried)
     │   └── XMPPError
     │       ├── XMPPUnavailable     (+ TransientError)
     │       ├── XMPPAuthError       (+ PermanentError)
@@ -35,7 +37,7 @@ feed body) is not.
     │   │   └── ServiceRateLimited  (+ TransientError: 429 beyond the wait we allow)
     │   ├── ServiceAuthError        (+ PermanentError: 401/403, reconnect the account)
     │   ├── ServiceNotFound         (+ PermanentError: 404, a list or board that is gone)
-    │   └── ServiceRejected         (+ PermanentError: 422 and other refusals of one request)
+    │   └── ServiceRejected         (+ ItemRejected: 422 and other refusals of one request)
     ├── SearchError
     │   └── SearchUnavailable       (the fts extension is missing)
     ├── TriggerRunFailed            (a run that delivered what it could, then failed)
@@ -53,6 +55,7 @@ __all__ = [
     "FeedInvalid",
     "FeedUnavailable",
     "FlowsLoadError",
+    "ItemRejected",
     "PermanentError",
     "SearchError",
     "ServiceAuthError",
@@ -63,6 +66,7 @@ __all__ = [
     "ServiceUnavailable",
     "SearchUnavailable",
     "SinkError",
+    "SinkUnavailable",
     "SourceError",
     "StoreBusyError",
     "StoreError",
@@ -145,6 +149,22 @@ class SinkError(TriggerflowError):
     """A sink could not deliver."""
 
 
+class ItemRejected(SinkError, PermanentError):
+    """The other side refused this one item, for good; the next items may well go.
+
+    A sink of your own raises it for an item that must not be sent again (the item is
+    marked failed with the message as the reason; ``triggerflow retry`` owes it again).
+    """
+
+
+class SinkUnavailable(SinkError, TransientError):
+    """The other side of a sink is down or did not answer in time: retried.
+
+    A sink of your own raises it for a timeout, a refused connection, a 5xx or a 429;
+    the items not confirmed stay owed and Prefect retries the step.
+    """
+
+
 class XMPPError(SinkError):
     """Sending over XMPP failed."""
 
@@ -198,7 +218,7 @@ class ServiceNotFound(ServiceError, PermanentError):
     """What the trigger names (a list, a board, a hashtag) does not exist (404)."""
 
 
-class ServiceRejected(ServiceError, PermanentError):
+class ServiceRejected(ServiceError, ItemRejected):
     """The service refused one request (422, 400), in its own words."""
 
 

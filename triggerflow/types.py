@@ -10,7 +10,27 @@ from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any, overload
 
-__all__ = ["Item", "Items", "SinkReport", "SourceReport"]
+__all__ = ["Failure", "Item", "ItemKey", "Items", "Route", "SinkReport", "SourceReport"]
+
+
+# An item's identity in the store: (source, id).
+ItemKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one trigger's sink delivers: the delivery ledger's key (with the item's).
+
+    ``sink`` is the sink's name (``"xmpp"``, ``"feed"``, ``"mastodon"``, a user's own),
+    ``target`` whom it delivers to (a JID, a feed's name, ``"account default"``).
+    """
+
+    trigger: str
+    sink: str
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.sink} → {self.target}"
 
 
 @dataclass(frozen=True)
@@ -276,6 +296,14 @@ class SourceReport:
     warnings: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One item a sink could not deliver: its title (for people) and why."""
+
+    title: str
+    reason: str
+
+
 @dataclass
 class SinkReport:
     """What one sink call did (or, in a dry run, would do) in one run.
@@ -285,7 +313,8 @@ class SinkReport:
         target: who receives (a JID, a room, a feed name).
         sent: items delivered and confirmed in this run.
         queued: items still owed after this run (over a limit, or after a transient failure).
-        failed: items that failed permanently in this run, with the reason.
+        failed: items that failed permanently in this run, by item key (source, id).
+        dead: items given up in this run after ``max_attempts`` failed attempts.
         skipped: items recorded as skipped (the first run of a new target only takes
             the newest few).
         would_send: in a dry run, the messages that would have been sent.
@@ -299,7 +328,9 @@ class SinkReport:
     target: str
     sent: int = 0
     queued: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[ItemKey, Failure] = field(default_factory=dict)
+    dead: int = 0
+    max_attempts: int = 0
     skipped: int = 0
     would_send: list[str] = field(default_factory=list)
     error: str | None = None

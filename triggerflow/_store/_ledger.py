@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 import duckdb
 
 from ..limits import Limit
-from ..types import Item
+from ..types import Item, Route
 from ._base import TransactionBase
 from ._bulk import columns
 from ._items import ITEM_SELECT, row_to_item
+from ._owners import is_dead
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED
 
 Key = tuple[str, str]
@@ -41,7 +42,7 @@ class LedgerMixin(TransactionBase):
 
     def enqueue(
         self,
-        route: tuple[str, str, str],
+        route: Route,
         keys: Sequence[Key],
         first_run: int,
         now: datetime,
@@ -50,11 +51,11 @@ class LedgerMixin(TransactionBase):
     ) -> int:
         """Queue the ``keys`` this route has never seen; returns how many were skipped.
 
-        ``route`` is (trigger, sink, target). The items must already be stored. On the
+        The items must already be stored. On the
         route's first run only the newest ``first_run`` of them are queued, except the
         ``live`` ones (events received since the trigger existed), which always are.
         """
-        trigger, sink, target = route
+        trigger, sink, target = route.trigger, route.sink, route.target
         keys = list(dict.fromkeys(keys))  # a key twice must not take two first-run slots
         known = self.con.execute(
             "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3",
@@ -76,9 +77,9 @@ class LedgerMixin(TransactionBase):
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def owed(self, route: tuple[str, str, str]) -> list[Item]:
+    def owed(self, route: Route) -> list[Item]:
         """The items still owed on ``route``, oldest first."""
-        trigger, sink, target = route
+        trigger, sink, target = route.trigger, route.sink, route.target
         rows = self.con.execute(
             f"""
             SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
@@ -92,31 +93,42 @@ class LedgerMixin(TransactionBase):
 
     def claim(
         self,
-        route: tuple[str, str, str],
+        route: Route,
         now: datetime,
         *,
         limit: Limit | None = None,
         lease: timedelta = timedelta(minutes=5),
+        owner: str | None = None,
     ) -> Claim:
         """Take the owed items this run may send (oldest first), within ``limit``.
 
         Claimed rows are ``sending`` until :meth:`record`: a second run at the same time
         neither sends them again nor exceeds the limit, which counts what the target got
-        from *every* trigger. Claims older than ``lease`` (a run that died) are owed again.
+        from *every* trigger. The claim holds for ``lease``, for ``owner`` (this process,
+        see ``_owners``); items whose lease ended, or whose owner is known dead (it ran on
+        this host and its process is gone), are owed again.
         """
-        trigger, sink, target = route
+        trigger, sink, target = route.trigger, route.sink, route.target
         self.con.execute(
             "INSERT OR REPLACE INTO routes VALUES ($1, $2, $3, $4)",
             [trigger, sink, target, str(limit) if limit else None],
         )
         # The run that claimed these died; whether the service got them is unknown, which
         # the note tells sinks that look before they send again (see ``tried``).
+        holders = self.con.execute(
+            "SELECT DISTINCT claimed_by FROM deliveries WHERE sink = $1 AND target = $2 "
+            "AND state = $3 AND claimed_by IS NOT NULL",
+            [sink, target, SENDING],
+        ).fetchall()
+        dead = [h for (h,) in holders if is_dead(h)]
         self.con.execute(
-            "UPDATE deliveries SET state = $queued, updated_at = $now, "
-            f"last_error = coalesce(last_error, '{INTERRUPTED}') "
-            "WHERE sink = $sink AND target = $target AND state = $sending AND updated_at < $stale",
+            "UPDATE deliveries SET state = $queued, updated_at = $now, claimed_by = NULL, "
+            f"lease_until = NULL, last_error = coalesce(last_error, '{INTERRUPTED}') "
+            "WHERE sink = $sink AND target = $target AND state = $sending "
+            "AND (coalesce(lease_until, updated_at + $lease) < $now "
+            "     OR list_contains($dead, claimed_by))",
             {"queued": QUEUED, "sending": SENDING, "now": now, "sink": sink, "target": target,
-             "stale": now - lease},
+             "lease": lease, "dead": dead},
         )  # fmt: skip
         owed = self.owed(route)
         allowed, next_at = self.allowance(sink, target, limit, now)
@@ -124,15 +136,16 @@ class LedgerMixin(TransactionBase):
         take = owed[:allowed]
         if take:
             self.con.execute(
-                f"""UPDATE deliveries SET state = '{SENDING}', updated_at = $now
+                f"""UPDATE deliveries SET state = '{SENDING}', updated_at = $now,
+                    claimed_by = $owner, lease_until = $until
                     FROM {_KEYS} WHERE {_WHERE} AND state = '{QUEUED}' AND {_MATCH}""",
                 {"trigger": trigger, "sink": sink, "target": target, "now": now,
-                 **_key_lists([i.key for i in take])},
+                 "owner": owner, "until": now + lease, **_key_lists([i.key for i in take])},
             )  # fmt: skip
         waiting = len(owed) - len(take)
         return Claim(take, waiting, next_at if waiting else None)
 
-    def tried(self, route: tuple[str, str, str], keys: Sequence[Key]) -> set[Key]:
+    def tried(self, route: Route, keys: Sequence[Key]) -> set[Key]:
         """Which of ``keys`` were sent before without an answer (a timeout, a dead run).
 
         A sink whose service cannot tell a repeated request from a new one looks for
@@ -140,7 +153,7 @@ class LedgerMixin(TransactionBase):
         """
         if not keys:
             return set()
-        trigger, sink, target = route
+        trigger, sink, target = route.trigger, route.sink, route.target
         rows = self.con.execute(
             f"SELECT source, item_id FROM deliveries, {_KEYS} WHERE {_WHERE} AND {_MATCH} "
             f"AND state <> '{SENT}' AND (attempts > 0 OR last_error IS NOT NULL)",
@@ -189,7 +202,7 @@ class LedgerMixin(TransactionBase):
 
     def record(
         self,
-        route: tuple[str, str, str],
+        route: Route,
         now: datetime,
         *,
         sent: Sequence[Key] = (),
@@ -204,11 +217,12 @@ class LedgerMixin(TransactionBase):
         ``unsent`` were owed but not confirmed because of ``error``: they stay
         queued until they have failed ``max_attempts`` times.
         """
-        trigger, sink, target = route
+        trigger, sink, target = route.trigger, route.sink, route.target
         base = {"trigger": trigger, "sink": sink, "target": target, "now": now}
         if sent:
             self.con.execute(
                 f"""UPDATE deliveries SET state = '{SENT}', attempts = attempts + 1,
+                    claimed_by = NULL, lease_until = NULL,
                     sent_at = $now, updated_at = $now, last_error = NULL
                     FROM {_KEYS} WHERE {_WHERE} AND {_MATCH}""",
                 {**base, **_key_lists(sent)},
@@ -216,6 +230,7 @@ class LedgerMixin(TransactionBase):
         for key, reason in (rejected or {}).items():
             self.con.execute(
                 f"""UPDATE deliveries SET state = '{FAILED}', attempts = attempts + 1,
+                    claimed_by = NULL, lease_until = NULL,
                     last_error = $reason, updated_at = $now
                     WHERE {_WHERE} AND source = $source AND item_id = $id""",
                 {**base, "reason": reason, "source": key[0], "id": key[1]},
@@ -225,6 +240,7 @@ class LedgerMixin(TransactionBase):
         self.con.execute(
             f"""UPDATE deliveries SET attempts = attempts + 1, last_error = $error,
                 updated_at = $now,
+                claimed_by = NULL, lease_until = NULL,
                 state = CASE WHEN attempts + 1 >= $max THEN '{DEAD}' ELSE '{QUEUED}' END
                 FROM {_KEYS} WHERE {_WHERE} AND state IN ('{QUEUED}', '{SENDING}')
                 AND {_MATCH}""",

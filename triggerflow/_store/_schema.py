@@ -142,6 +142,12 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT DISTINCT trigger, TIMESTAMPTZ '1970-01-01 00:00:00+00'
         FROM (SELECT trigger FROM inbox_cursors UNION SELECT trigger FROM routes);
     """,
+    # 9: who holds a claim (host, process) and until when: a rerun takes over the items
+    # of a run that died at once instead of waiting for its lease (issue 16, item 1).
+    """
+    ALTER TABLE deliveries ADD COLUMN claimed_by VARCHAR;
+    ALTER TABLE deliveries ADD COLUMN lease_until TIMESTAMPTZ;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -9,16 +9,13 @@ the newest entries (see :mod:`triggerflow.feeds`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from .. import _runtime
-from .._store import Store, now
-from ..config import settings
-from ..exceptions import ConfigurationError, TriggerflowError
-from ..types import Item, Items, SinkReport
+from .._outbox import Attempt, Progress
+from .._steps import ALL, run_sink
+from ..exceptions import ConfigurationError
+from ..types import Item, ItemKey, SinkReport
 
 __all__ = ["feed"]
 
@@ -43,42 +40,23 @@ def feed(items: Iterable[Item], name: str) -> SinkReport:
         raise ConfigurationError(
             f"feed(name={name!r}): use letters, digits, '-', '_' or '.' (up to 64 characters)"
         )
-    ctx = _runtime.current()
-    if ctx is None:
-        raise ConfigurationError(
-            "feed(): sinks publish only inside a trigger; call the trigger, or .preview() it"
-        )
-    if ctx.mode == "check":
-        return SinkReport("feed", name)
-    batch = items if isinstance(items, Items) else Items(items)
-    args = (ctx.trigger, batch, name, ctx.mode != "run")
-    try:
-        report: SinkReport = _runtime.call_step(_feed_task, _publish, f"feed → {name}", *args)
-    except TriggerflowError as e:  # the store stayed busy, also after retries
-        report = SinkReport("feed", name, error=str(e))
-    ctx.sinks.append(report)
-    return report
+    return run_sink(_FeedSender(name), items, first_run=ALL)
 
 
-def _publish(trigger: str, items: Items, name: str, dry_run: bool) -> SinkReport:
-    s = settings()
-    store = Store.default(s)
-    route = (trigger, "feed", name)
-    report = SinkReport("feed", name, dry_run=dry_run)
-    with store.transaction(commit=not dry_run) as tx:
-        t = now()
-        tx.upsert_items(items, t, update=False)
-        # A feed keeps what it is given: no first-run cut (readers see the newest N anyway).
-        tx.enqueue(route, [i.key for i in items], len(items), t)
-        claim = tx.claim(route, t)
-        tx.record(route, t, sent=[i.key for i in claim.items])
-    if dry_run:
-        report.would_send = [i.display_title for i in claim.items]  # as the feed titles them
-    else:
-        report.sent = len(claim.items)
-        _runtime.logger().info("feed → %s: %d new entries", name, report.sent)
-    return report
+@dataclass(frozen=True)
+class _FeedSender:
+    """Adding to a feed is recording it: every owed item is "sent" at once."""
 
+    target: str
+    sink: str = "feed"
 
-_feed_task = task(_publish, name="feed", cache_policy=NO_CACHE, persist_result=False,
-                  retry_condition_fn=_runtime.only_transient)  # fmt: skip
+    def problem(self) -> str | None:
+        return None
+
+    def preview(self, item: Item) -> str:
+        return item.display_title  # as the feed titles it
+
+    def send(
+        self, items: Sequence[Item], attempts: Mapping[ItemKey, Attempt], progress: Progress
+    ) -> None:
+        progress.sent(i.key for i in items)

@@ -17,7 +17,7 @@ from .._service_client import ServiceClient
 from ..limits import Limit
 from ..types import Item, SinkReport
 from ._format import Format, render
-from ._service import Send, deliver
+from ._service import Send, ServicePoster, deliver
 
 __all__ = ["fit_status", "mastodon"]
 
@@ -85,7 +85,7 @@ def fit_status(text: str, link: str, max_chars: int, url_length: int = 23) -> st
 
 
 @dataclass(frozen=True)
-class _Post:
+class _Post(ServicePoster):
     account: str
     visibility: str
     spoiler_text: str

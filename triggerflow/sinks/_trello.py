@@ -16,7 +16,7 @@ from .._service_client import ServiceClient
 from ..limits import Limit
 from ..types import Item, SinkReport
 from ._format import Format, render
-from ._service import Send, deliver
+from ._service import Send, ServicePoster, deliver
 
 __all__ = ["trello"]
 
@@ -57,7 +57,7 @@ def trello(
 
 
 @dataclass(frozen=True)
-class _Card:
+class _Card(ServicePoster):
     account: str
     list_id: str
     format: Format | None

@@ -14,7 +14,7 @@ from .._service_client import ServiceClient
 from ..exceptions import ServiceRejected
 from ..limits import Limit
 from ..types import Item, SinkReport
-from ._service import Send, deliver
+from ._service import Send, ServicePoster, deliver
 
 __all__ = ["wallabag"]
 
@@ -49,7 +49,7 @@ def wallabag(
 
 
 @dataclass(frozen=True)
-class _Save:
+class _Save(ServicePoster):
     account: str
     tags: tuple[str, ...]
     archive: bool

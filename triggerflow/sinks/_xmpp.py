@@ -9,30 +9,25 @@ room reflected it back).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from .. import _runtime
 from .._deployments import ensure_concurrency_limit
-from .._store import QUEUED, Store, now
+from .._outbox import Attempt, Progress
+from .._steps import run_sink
 from .._xmpp import XMPPConnection, send_messages_sync
 from ..blocks import load_xmpp_account
 from ..config import settings
-from ..exceptions import (
-    ConfigurationError,
-    TransientError,
-    TriggerflowError,
-)
-from ..limits import Limit, parse_limit
-from ..types import Item, Items, SinkReport
-from ._claim import claim_batch
+from ..exceptions import ConfigurationError
+from ..limits import Limit
+from ..types import Item, ItemKey, SinkReport
 from ._format import Format, render
 
-__all__ = ["xmpp"]
+__all__ = ["XMPPSender", "xmpp"]
 
 
 def xmpp(
@@ -69,128 +64,88 @@ def xmpp(
         ConfigurationError: called outside a trigger, or account/target missing.
     """
     ctx = _runtime.current()
-    if ctx is None:
-        raise ConfigurationError(
-            "xmpp(): sinks send only inside a trigger; call the trigger, or .preview() it"
-        )
     problem: str | None = None
-    try:
-        rate = parse_limit(limit)
-        if to and room:
-            raise ConfigurationError("xmpp(): pass either to= or room=, not both")
-        acct = load_xmpp_account(account)
-        target = room or to or acct.owner
-        if not target:
-            raise ConfigurationError(
-                f"xmpp(): no recipient: pass to= or room=, or set the owner of account {account!r}"
-            )
-    except ConfigurationError as e:
-        if ctx.mode == "run":
-            raise
-        problem = str(e)
-        target = room or to or f"(owner of account {account!r})"
-        rate = None
-    if ctx.mode == "check":
-        if problem:
-            ctx.problems.append(problem)
-        return SinkReport("xmpp", target)
-    batch = items if isinstance(items, Items) else Items(items)
-    keep = ctx.settings.first_run if first_run is None else first_run
-    dry_run = ctx.mode != "run"
-    # The account goes by name: the password never becomes a task parameter.
-    args = (ctx.trigger, batch, target, room is not None, account, format, keep, rate, dry_run,
-            ctx.live_keys(batch))  # fmt: skip
-    try:
-        report: SinkReport = _runtime.call_step(_xmpp_task, _deliver, f"xmpp → {target}", *args)
-    except TriggerflowError as e:  # still failing after Prefect's retries
-        report = getattr(e, "report", None) or SinkReport("xmpp", target, error=str(e))
-    if problem:  # a preview still shows what would be sent, and why it could not be
-        report.error = problem
-    ctx.sinks.append(report)
-    return report
+    target = room or to or f"(owner of account {account!r})"
+    if ctx is not None:
+        try:
+            if to and room:
+                raise ConfigurationError("xmpp(): pass either to= or room=, not both")
+            acct = load_xmpp_account(account)
+            target = room or to or acct.owner or ""
+            if not target:
+                raise ConfigurationError(
+                    f"xmpp(): no recipient: pass to= or room=, or set the owner of account "
+                    f"{account!r}"
+                )
+        except ConfigurationError as e:
+            problem = str(e)
+            target = room or to or f"(owner of account {account!r})"
+    sender = XMPPSender(target, account=account, room=room is not None, format=format)
+    timeout = settings().xmpp_timeout if ctx is None else ctx.settings.xmpp_timeout
+    return run_sink(
+        sender,
+        items,
+        first_run=first_run,
+        limit=limit,
+        # Long enough for every bounded step of a send (connect, join, acks).
+        lease=timedelta(seconds=timeout * 4 + 60),
+        problem=problem,
+    )
 
 
 def _key(item: Item) -> str:
     return f"{item.source}\x1f{item.id}"
 
 
-def _deliver(
-    trigger: str,
-    items: Items,
-    target: str,
-    is_room: bool,
-    account: str,
-    fmt: Format | None,
-    first_run: int,
-    limit: Limit | None,
-    dry_run: bool,
-    live: frozenset[tuple[str, str]] = frozenset(),
-) -> SinkReport:
-    s = settings()
-    store = Store.default(s)
-    route = (trigger, "xmpp", target)
-    log = _runtime.logger()
-    report = SinkReport("xmpp", target, dry_run=dry_run)
-    # A lease long enough for every bounded step of a send (connect, join, acks).
-    lease = timedelta(seconds=s.xmpp_timeout * 4 + 60)
-    claim, _ = claim_batch(store, route, items, report, first_run=first_run, limit=limit,
-                           lease=lease, live=live)  # fmt: skip
-    owed = claim.items
-    bodies = {_key(i): render(i, fmt) for i in owed}
-    if dry_run:
-        report.would_send = list(bodies.values())
-        report.queued = len(owed) + claim.waiting
-        return report
-    if not owed:
-        log.info("xmpp → %s: nothing to send now", target)
-        report.queued = claim.waiting
-        return report
-    acct = load_xmpp_account(account)
-    conn = XMPPConnection(
-        jid=acct.jid,
-        password=acct.password.get_secret_value(),
-        host=acct.host,
-        port=acct.port,
-        ca_file=acct.ca_file,
-        allow_plaintext=acct.allow_plaintext,
-        timeout=s.xmpp_timeout,
-    )
-    log.info("xmpp → %s: sending %d message(s) as %s", target, len(owed), conn.jid)
-    # One connection per account at a time, across every process that runs triggers: a
-    # Prefect global concurrency limit (servers throttle or kick parallel logins).
-    slot = ensure_concurrency_limit("xmpp-" + re.sub(r"[^A-Za-z0-9_.@-]", "-", conn.jid))
-    with concurrency(slot, occupy=1, strict=True, timeout_seconds=s.xmpp_timeout * 8):
-        result = send_messages_sync(
-            conn, target, list(bodies.items()), room_nick="triggerflow" if is_room else None
+@dataclass(frozen=True)
+class XMPPSender:
+    """Messages to one JID or room over one connection (a :class:`Sender`)."""
+
+    target: str
+    account: str = "default"
+    room: bool = False
+    format: Format | None = None
+    sink: str = "xmpp"
+
+    def problem(self) -> str | None:
+        return None  # the account is checked by xmpp(), which knows the run's mode
+
+    def preview(self, item: Item) -> str:
+        return render(item, self.format)
+
+    def send(
+        self, items: Sequence[Item], attempts: Mapping[ItemKey, Attempt], progress: Progress
+    ) -> None:
+        s = settings()
+        acct = load_xmpp_account(self.account)
+        conn = XMPPConnection(
+            jid=acct.jid,
+            password=acct.password.get_secret_value(),
+            host=acct.host,
+            port=acct.port,
+            ca_file=acct.ca_file,
+            allow_plaintext=acct.allow_plaintext,
+            timeout=s.xmpp_timeout,
         )
-    by_key = {_key(i): i for i in owed}
-    sent = [by_key[k].key for k in result.sent]
-    rejected = {by_key[k].key: why for k, why in result.rejected.items()}
-    unsent = [i.key for k, i in by_key.items() if k not in result.sent and k not in result.rejected]
-    error = str(result.error) if result.error else None
-    with store.transaction() as tx:
-        dead = tx.record(
-            route, now(), sent=sent, rejected=rejected, unsent=unsent, error=error,
-            max_attempts=s.max_attempts,
-        )  # fmt: skip
-        if claim.waiting:  # what was just sent decides when the limit frees a slot
-            report.next_at = tx.allowance("xmpp", target, limit, now())[1]
-    report.sent = len(sent)
-    report.failed = {by_key[k].title or by_key[k].id: why for k, why in result.rejected.items()}
-    report.queued = len(unsent) - dead + claim.waiting
-    for title, why in report.failed.items():
-        log.warning("xmpp → %s: %r not delivered: %s", target, title, why)
-    if dead:
-        report.failed.update({f"{dead} item(s)": f"gave up after {s.max_attempts} attempts"})
-    if result.error is not None:
-        report.error = str(result.error)
-        log.error("xmpp → %s: %s; %d item(s) stay %s", target, result.error, report.queued, QUEUED)
-        if isinstance(result.error, TransientError):
-            result.error.report = report  # type: ignore[attr-defined]
+        by_key = {_key(i): i.key for i in items}
+        log = _runtime.logger()
+        log.info("xmpp → %s: sending %d message(s) as %s", self.target, len(items), conn.jid)
+        # One connection per account at a time, across every process that runs triggers: a
+        # Prefect global concurrency limit (servers throttle or kick parallel logins). Its
+        # lease is Prefect's shortest and renewed while we hold it, so a killed sender
+        # frees the slot within a minute, not after five.
+        slot = ensure_concurrency_limit("xmpp-" + re.sub(r"[^A-Za-z0-9_.@-]", "-", conn.jid))
+        with concurrency(
+            slot, occupy=1, strict=True, timeout_seconds=s.xmpp_timeout * 8, lease_duration=60
+        ):
+            result = send_messages_sync(
+                conn,
+                self.target,
+                [(_key(i), render(i, self.format)) for i in items],
+                room_nick="triggerflow" if self.room else None,
+            )
+        progress.sent(by_key[k] for k in result.sent)
+        for k, why in result.rejected.items():
+            progress.rejected(by_key[k], why)
+        if result.error is not None:
             raise result.error
-    log.info("xmpp → %s: %d sent", target, report.sent)
-    return report
-
-
-_xmpp_task = task(_deliver, name="xmpp", cache_policy=NO_CACHE, persist_result=False,
-                  retry_condition_fn=_runtime.only_transient)  # fmt: skip

@@ -13,68 +13,74 @@ them (``RunContext.live``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
 from .. import _runtime
+from .._steps import Fetched, Reading, run_source
 from .._store import Delivery, Store, now
 from .._webhooks import drain_spool
 from ..config import settings
-from ..exceptions import ConfigurationError, TriggerflowError
+from ..exceptions import ConfigurationError
 from ..types import Item, Items, SourceReport
 
 _BATCH = 1000  # deliveries read per run at most; the next run goes on from there
 
 
-class InboxSpec(Protocol):
-    """What an ``on=`` spec provides to read its deliveries."""
+@runtime_checkable
+class EventSource(Protocol):
+    """What ``@trigger(on=...)`` needs of an event source (``github_webhook``, ...).
+
+    Events arrive in the store's inbox under ``kind`` (the webhook receiver and the bot
+    write them there before they answer); a run of the trigger reads the deliveries it
+    has not seen yet, and ``item()`` makes each one the trigger takes an item.
+
+    Attributes:
+        kind: the inbox the events arrive in, e.g. ``"github"``.
+    """
 
     kind: str
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        """A short human form, e.g. ``GitHub push from me/project`` (``list``, logs)."""
+        ...
 
     def item(self, delivery: Delivery) -> Item | None:
         """The item for a delivery this trigger takes, or None."""
         ...
 
+    def read(self) -> Items:
+        """The new deliveries for the trigger in progress: usually ``read_inbox(self)``."""
+        ...
 
-@dataclass
-class _Read:
-    items: list[Item] = field(default_factory=list)
-    report: SourceReport = field(default_factory=lambda: SourceReport("inbox"))
-    last_seq: int | None = None
+    def prefect_trigger(self) -> Any:
+        """The Prefect deployment trigger that starts a run when an event arrived."""
+        ...
 
 
-def read_inbox(spec: InboxSpec) -> Items:
+def read_inbox(spec: EventSource) -> Items:
     """The deliveries for the trigger in progress (the trigger calls it, not users)."""
     ctx = _runtime.current()
     if ctx is None:
         raise ConfigurationError(f"{spec.describe()}: deliveries are read inside a trigger run")
-    try:
-        got: _Read = _runtime.call_step(
-            _inbox_task, _read, f"{spec.kind}: {spec.describe()}", ctx.trigger, spec,
-            ctx.mode == "run", ctx.defined_at or now(),
-        )  # fmt: skip
-    except TriggerflowError as e:  # the store stayed busy, also after Prefect's retries
-        got = _Read(report=SourceReport(spec.kind, failures={"inbox": str(e)}))
-    ctx.sources.append(got.report)
-    ctx.items.extend(got.items)
+    defined = ctx.defined_at or now()
+    got = run_source(
+        f"{spec.kind}: {spec.describe()}", spec.kind, partial(_read, spec, defined), outside=False
+    )
     ctx.live.update(i.key for i in got.items)
-    if got.last_seq is not None:
-        ctx.cursors[spec.kind] = got.last_seq
+    if got.cursor is not None:
+        ctx.cursors[spec.kind] = got.cursor
     return Items(got.items)
 
 
-def _read(trigger: str, spec: InboxSpec, write: bool, defined: datetime) -> _Read:
+def _read(spec: EventSource, defined: datetime, reading: Reading, report: SourceReport) -> Fetched:
+    trigger, write = reading.trigger or "", reading.write
     s = settings()
     store = Store.default(s)
     if write:
         drain_spool(s.spool_dir, store)
-    out = _Read(report=SourceReport(spec.kind))
+    out = Fetched()
     with store.transaction(commit=write) as tx:
         since = tx.trigger_since(trigger)
         if since is None:  # never loaded by serve: it exists since this process made it
@@ -86,17 +92,13 @@ def _read(trigger: str, spec: InboxSpec, write: bool, defined: datetime) -> _Rea
             item = None if d.ignored else spec.item(d)
             if item is not None:
                 out.items.append(item)
-        out.report.new = tx.upsert_items(out.items, now(), update=False)
-    out.report.fetched = len(out.items)
+        report.new = tx.upsert_items(out.items, now(), update=False)
+    report.fetched = len(out.items)
     if deliveries:
-        out.last_seq = deliveries[-1].seq
+        out.cursor = deliveries[-1].seq
     n = len(deliveries)
     _runtime.logger().info(
         "%s: %d new in the inbox: %d for this trigger, %d not",
         spec.kind, n, len(out.items), n - len(out.items),
     )  # fmt: skip
     return out
-
-
-_inbox_task = task(_read, name="inbox", cache_policy=NO_CACHE, persist_result=False,
-                   retry_condition_fn=_runtime.only_transient)  # fmt: skip

@@ -9,30 +9,22 @@ the others of the same call still deliver.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from .. import _runtime
 from .._async import run_sync
 from .._feedparse import Parser
 from .._http import FeedRequest, FeedResponse, fetch_all
+from .._steps import Fetched, Reading, run_source
 from .._store import SourceState, Store, now
 from ..config import settings
-from ..exceptions import ConfigurationError, FeedUnavailable, TransientError, TriggerflowError
-from ..types import Item, Items, SourceReport
+from ..exceptions import ConfigurationError, FeedUnavailable, TransientError
+from ..types import Items, SourceReport
 
 __all__ = ["rss"]
 
 STORE_BATCH = 2000
-
-
-@dataclass
-class _Fetched:
-    items: list[Item] = field(default_factory=list)
-    report: SourceReport = field(default_factory=lambda: SourceReport("rss"))
 
 
 def rss(*urls: str, opml: str | Path | None = None) -> Items:
@@ -60,21 +52,8 @@ def rss(*urls: str, opml: str | Path | None = None) -> Items:
     feeds = list(dict.fromkeys([*urls, *(_read_opml(Path(opml)) if opml else [])]))
     if not feeds:
         raise ConfigurationError("rss(): give at least one feed URL (or an OPML file)")
-    ctx = _runtime.current()
-    if ctx is None:
-        return Items(_fetch(None, tuple(feeds), use_store=False, write=False).items)
-    if ctx.mode == "check":
-        return Items()
     name = f"rss: {feeds[0]}" if len(feeds) == 1 else f"rss: {len(feeds)} feeds"
-    try:
-        got: _Fetched = _runtime.call_step(
-            _rss_task, _fetch, name, ctx.trigger, tuple(feeds), True, ctx.mode == "run"
-        )
-    except TriggerflowError as e:  # every feed failed, also after Prefect's retries
-        got = _Fetched(report=SourceReport("rss", failures=getattr(e, "failures", {"rss": str(e)})))
-    ctx.sources.append(got.report)
-    ctx.items.extend(got.items)
-    return Items(got.items)
+    return Items(run_source(name, "rss", partial(_fetch, tuple(feeds))).items)
 
 
 def _read_opml(path: Path) -> list[str]:
@@ -85,7 +64,8 @@ def _read_opml(path: Path) -> list[str]:
     return [o.attrib["xmlUrl"] for o in tree.iter("outline") if o.attrib.get("xmlUrl")]
 
 
-def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: bool) -> _Fetched:
+def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fetched:
+    trigger, use_store, write = reading.trigger, reading.use_store, reading.write
     s = settings()
     log = _runtime.logger()
     store = Store.default(s)
@@ -117,8 +97,7 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
         )
         parsed = parser.results()
 
-    out = _Fetched()
-    report = out.report
+    out = Fetched()
     fresh: list[tuple[FeedResponse, str | None]] = []
     for r, p in zip(with_body, parsed, strict=True):
         if p.error:
@@ -175,14 +154,9 @@ def _fetch(trigger: str | None, feeds: tuple[str, ...], use_store: bool, write: 
         err = FeedUnavailable(feeds[0], transient[0].reason)
         if len(feeds) > 1:
             err.args = (f"all {len(feeds)} feeds failed, e.g. {err}",)
-        err.failures = dict(report.failures)  # type: ignore[attr-defined]
         raise err
     return out
 
 
 def _state(r: FeedResponse) -> SourceState:
     return SourceState(r.request.source, r.url, r.etag, r.last_modified)
-
-
-_rss_task = task(_fetch, name="rss", cache_policy=NO_CACHE, persist_result=False,
-                 retry_condition_fn=_runtime.only_transient)  # fmt: skip

@@ -1,0 +1,350 @@
+"""The outbox: the one way anything is delivered, for every sink.
+
+One mechanism, in this order, whatever the sink:
+
+1. **claim**: in one transaction the items are stored (also ad-hoc ones a trigger made
+   itself), the route owes the ones it never saw (a new target only the newest
+   ``first_run``, plus every live event), and the owed items this run may send within
+   the publication limit are claimed for this process (``_store._owners``);
+2. **send**: the sink talks to its service and reports each item's final answer as soon
+   as it knows it (:class:`Progress`);
+3. **record**: each answer is written to the ledger right away, by a recorder thread
+   that gathers what arrives while it writes (a batch sender never waits for the store);
+4. **what is left**: items without an answer stay queued (with the error) until they
+   have failed ``max_attempts`` times, then they are dead;
+5. **limit and report**: when the limit frees the next slot, and a :class:`SinkReport`
+   keyed by item.
+
+A sink is small: a :class:`Sender` sends a batch (XMPP over one connection), a
+:class:`Poster` one item per request (a web API). Neither knows the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
+
+from . import _runtime
+from ._store import QUEUED, Store, now
+from ._store._owners import this_process
+from .exceptions import ItemRejected, SinkError, StoreError, TransientError, TriggerflowError
+from .limits import Limit
+from .types import Failure, Item, ItemKey, Items, Route, SinkReport
+
+__all__ = [
+    "Attempt",
+    "Poster",
+    "Progress",
+    "Sender",
+    "deliver",
+    "delivery_id",
+]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What a sink knows of one item's delivery besides the item.
+
+    Attributes:
+        id: a stable id of delivering this item on this route, the same in a retry and
+            a rerun: send it as an idempotency key where the service has one.
+        retried: True if an earlier attempt got no answer (a timeout, a killed run): a
+            service without idempotency keys should look whether the item arrived.
+    """
+
+    id: str
+    retried: bool = False
+
+
+class Progress(Protocol):
+    """Where a sender reports each item's final answer, as soon as it knows it.
+
+    Thread-safe and cheap: the answers are written to the ledger by another thread.
+    Every item is reported at most once; an item never reported stays owed.
+    """
+
+    def sent(self, keys: Iterable[ItemKey]) -> None:
+        """The other side confirmed these items."""
+        ...
+
+    def rejected(self, key: ItemKey, reason: str) -> None:
+        """The other side refused this item for good (it is marked failed)."""
+        ...
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """A sink that sends a batch at once (e.g. XMPP messages over one connection).
+
+    ``sink`` is its name in the ledger and in messages, ``target`` whom it delivers to.
+    """
+
+    sink: str
+    target: str
+
+    def problem(self) -> str | None:
+        """A configuration problem found without any I/O (None: fine)."""
+        ...
+
+    def preview(self, item: Item) -> str:
+        """What would be sent for ``item``, for people (previews)."""
+        ...
+
+    def send(
+        self, items: Sequence[Item], attempts: Mapping[ItemKey, Attempt], progress: Progress
+    ) -> None:
+        """Send ``items``, reporting each answer to ``progress`` as it arrives.
+
+        Raise what stopped the batch (a :class:`~triggerflow.TransientError` is
+        retried): the items not reported stay owed.
+        """
+        ...
+
+
+@runtime_checkable
+class Poster(Protocol):
+    """A sink that sends one item per request (e.g. a web API).
+
+    ``open()`` prepares a run (a client, the service's limits) and yields the function
+    that posts one item: it returns when the service confirmed the item, raises
+    :class:`~triggerflow.ItemRejected` when the service refused that item for good, and
+    anything else when the rest of the batch cannot go either (a
+    :class:`~triggerflow.TransientError` is retried).
+    """
+
+    sink: str
+    target: str
+
+    def problem(self) -> str | None:
+        """A configuration problem found without any I/O (None: fine)."""
+        ...
+
+    def preview(self, item: Item) -> str:
+        """What would be sent for ``item``, for people (previews)."""
+        ...
+
+    def open(self) -> AbstractContextManager[Callable[[Item, Attempt], None]]:
+        """The per-item post, for the time of one run."""
+        ...
+
+
+def delivery_id(route: Route, item: Item) -> str:
+    """A stable id of delivering ``item`` on ``route``: the same in a retry and a rerun."""
+    text = "\x1f".join((route.trigger, route.sink, route.target, item.source, item.id))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How one route delivers (keyword options of a sink call)."""
+
+    first_run: int | None  # None: no first-run cut (a feed keeps what it is given)
+    limit: Limit | None = None
+    lease: timedelta = timedelta(minutes=10)
+    live: frozenset[ItemKey] = frozenset()
+
+
+def deliver(
+    sink: Sender | Poster,
+    route: Route,
+    items: Items,
+    options: Options,
+    report: SinkReport,
+    *,
+    store: Store | None = None,
+    max_attempts: int = 5,
+) -> SinkReport:
+    """Deliver what the ledger owes on ``route`` (``items`` and what earlier runs left).
+
+    ``report`` is filled in as the delivery goes (also when this raises: what was sent
+    stays counted). A dry run (``report.dry_run``) changes nothing and fills
+    ``would_send``.
+
+    Raises:
+        TransientError: what stopped the batch is worth a retry (the rest stays owed).
+    """
+    store = store or Store.default()
+    log = _runtime.logger()
+    report.error = None  # a retry starts afresh; what earlier attempts sent stays counted
+    owed, tried = _claim(store, route, items, options, report)
+    if report.dry_run:
+        report.would_send = [sink.preview(i) for i in owed]
+        report.queued = len(owed) + report.held
+        return report
+    if not owed:
+        log.info("%s: nothing to send now", route)
+        report.queued = report.held
+        return report
+    attempts = {i.key: Attempt(delivery_id(route, i), i.key in tried) for i in owed}
+    recorder = _Recorder(store, route, {i.key: i for i in owed}, report)
+    error: TriggerflowError | None = None
+    try:
+        if isinstance(sink, Poster):
+            _post_each(sink, owed, attempts, recorder)
+        else:
+            sink.send(owed, attempts, recorder)
+    except TriggerflowError as e:
+        error = e
+    except Exception as e:  # a sink of a user's own: its error, in its words
+        error = SinkError(f"{route}: {type(e).__name__}: {e}")
+        error.__cause__ = e
+    finally:
+        recorder.close()
+    if recorder.error is not None and error is None:
+        error = recorder.error
+    answered = recorder.answered
+    unsent = [i.key for i in owed if i.key not in answered]
+    dead = 0
+    if unsent:
+        why = str(error) if error else "no answer from the other side"
+        with store.transaction() as tx:
+            dead = tx.record(route, now(), unsent=unsent, error=why, max_attempts=max_attempts)
+        report.dead += dead
+        report.max_attempts = max_attempts
+    if report.held:  # what was just sent decides when the limit frees a slot
+        with store.transaction() as tx:
+            report.next_at = tx.allowance(route.sink, route.target, options.limit, now())[1]
+    report.queued = len(unsent) - dead + report.held
+    for f in report.failed.values():
+        log.warning("%s: %r not delivered: %s", route, f.title, f.reason)
+    if error is not None:
+        report.error = str(error)
+        log.error("%s: %s; %d item(s) stay %s", route, error, report.queued, QUEUED)
+        if isinstance(error, TransientError):
+            raise error
+    log.info("%s: %d sent", route, report.sent)
+    return report
+
+
+def _claim(
+    store: Store, route: Route, items: Items, options: Options, report: SinkReport
+) -> tuple[list[Item], set[ItemKey]]:
+    """Store, queue and claim (one transaction); the claimed items, and which were tried."""
+    with store.transaction(commit=not report.dry_run) as tx:
+        t = now()
+        keys = [i.key for i in items]
+        tx.upsert_items(items, t, update=False)
+        keep = len(keys) if options.first_run is None else options.first_run
+        report.skipped += tx.enqueue(route, keys, keep, t, live=options.live)
+        claim = tx.claim(route, t, limit=options.limit, lease=options.lease, owner=this_process())
+        tried = tx.tried(route, [i.key for i in claim.items])
+    report.held, report.next_at = claim.waiting, claim.next_at
+    if claim.waiting:
+        _runtime.logger().info(
+            "%s: %d item(s) wait for the limit %s (next at %s)", route, claim.waiting,
+            options.limit, f"{claim.next_at:%H:%M}" if claim.next_at else "-",
+        )  # fmt: skip
+    return claim.items, tried
+
+
+def _post_each(
+    poster: Poster,
+    items: Sequence[Item],
+    attempts: Mapping[ItemKey, Attempt],
+    recorder: _Recorder,
+) -> None:
+    with poster.open() as post:
+        for item in items:
+            try:
+                post(item, attempts[item.key])
+            except ItemRejected as e:  # this item only: the next may well go
+                recorder.rejected(item.key, str(e))
+            else:
+                recorder.sent([item.key])
+            # A web API is slow next to a store write: each item is in the ledger before
+            # the next request, so a run killed now repeats none that were confirmed.
+            recorder.flush()
+
+
+class _Recorder:
+    """The :class:`Progress` of one delivery: answers go to the ledger from a thread.
+
+    The sender's thread only appends to a list; the recorder writes whatever gathered
+    in one transaction, then looks again. So a burst of acknowledgements costs a few
+    transactions, and the unrecorded window is one transaction long.
+    """
+
+    def __init__(
+        self, store: Store, route: Route, items: Mapping[ItemKey, Item], report: SinkReport
+    ) -> None:
+        self.store, self.route, self.items, self.report = store, route, items, report
+        self.answered: set[ItemKey] = set()
+        self._sent: list[ItemKey] = []
+        self._rejected: dict[ItemKey, str] = {}
+        self._cond = threading.Condition()
+        self._pending = 0  # answers reported but not yet written
+        self._closing = False
+        self.error: StoreError | None = None  # the ledger could not be written
+        self._thread = threading.Thread(target=self._run, name=f"record {route}", daemon=True)
+        self._thread.start()
+
+    # -- Progress ------------------------------------------------------------------
+    def sent(self, keys: Iterable[ItemKey]) -> None:
+        with self._cond:
+            if self.error is not None:  # not recorded: stays owed
+                return
+            new = [k for k in keys if k in self.items and k not in self.answered]
+            self.answered.update(new)
+            self._sent += new
+            self._pending += len(new)
+            self._cond.notify_all()
+
+    def rejected(self, key: ItemKey, reason: str) -> None:
+        with self._cond:
+            if self.error is not None or key not in self.items or key in self.answered:
+                return
+            self.answered.add(key)
+            self._rejected[key] = reason
+            self._pending += 1
+            self._cond.notify_all()
+
+    # -- the writer ----------------------------------------------------------------
+    def flush(self) -> None:
+        """Wait until everything reported so far is in the ledger."""
+        with self._cond:
+            while self._pending and self.error is None and self._thread.is_alive():
+                self._cond.wait(0.5)
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Write what is left and stop the thread (a failure stays in :attr:`error`)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._sent or self._rejected or self._closing):
+                    self._cond.wait()
+                if not (self._sent or self._rejected):
+                    return
+                sent, self._sent = self._sent, []
+                rejected, self._rejected = self._rejected, {}
+            try:
+                with self.store.transaction() as tx:
+                    tx.record(self.route, now(), sent=sent, rejected=rejected)
+            except StoreError as e:
+                # The store stayed busy past its wait: these stay claimed, and are owed
+                # again once this run is gone (its lease ends, or a rerun sees it dead).
+                with self._cond:
+                    self.error = e
+                    for lost in (sent, rejected, self._sent, self._rejected):
+                        self.answered.difference_update(lost)
+                    self._sent, self._rejected = [], {}
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self.report.sent += len(sent)
+                for key, reason in rejected.items():
+                    item = self.items[key]
+                    self.report.failed[key] = Failure(item.title or item.id, reason)
+                self._pending -= len(sent) + len(rejected)
+                self._cond.notify_all()
