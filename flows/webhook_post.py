@@ -61,9 +61,7 @@ class WebhookPost:
                     "source": item.source,
                 }
                 try:
-                    r = client.post(
-                        self.url, json=body, headers={"Idempotency-Key": attempt.id}
-                    )
+                    r = client.post(self.url, json=body, headers={"Idempotency-Key": attempt.id})
                 except httpx.TransportError as e:  # down, refused, no answer in time
                     raise SinkUnavailable(
                         f"webhook {self.target}: {type(e).__name__}: {e}"
