@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
@@ -288,3 +290,24 @@ def feeds(feed_server: FeedServer) -> Iterator[FeedServer]:
     feed_server.reset()
     yield feed_server
     feed_server.reset()
+
+
+def run_rss(
+    trigger: str | None,
+    feeds: tuple[str, ...],
+    use_store: bool,
+    write: bool,
+    report: Any = None,
+) -> SimpleNamespace:
+    """What the rss() step's Prefect task runs, called directly: ``.items`` and ``.report``.
+
+    ``report``: the step's report to fill (what a caller keeps when the step raises).
+    """
+    from triggerflow._steps import Reading
+    from triggerflow.sources import _rss
+    from triggerflow.types import SourceReport
+
+    report = report if report is not None else SourceReport("rss")
+    reading = Reading(trigger, use_store=use_store, write=write)
+    got = _rss._fetch(tuple(feeds), reading, report)
+    return SimpleNamespace(items=got.items, report=report)

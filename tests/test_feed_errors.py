@@ -17,10 +17,10 @@ from typing import Any
 
 import duckdb
 import pytest
+from feeds_support import run_rss
 
 from triggerflow import trigger
 from triggerflow.exceptions import FeedInvalid, FeedUnavailable, TriggerRunFailed
-from triggerflow.sources import _rss as mod
 from triggerflow.sources import rss
 
 
@@ -71,17 +71,17 @@ def test_a_failure_says_its_real_cause(
     if "/cut.xml" in both.routes:
         size = len(both.routes["/cut.xml"].body)
         reason = reason.format(half=size // 2, size=size)
-    got = mod._fetch(None, (bad, ok), False, False)
+    got = run_rss(None, (bad, ok), False, False)
     assert [i.title for i in got.items] == ["fine"]
     assert got.report.failures[bad] == reason
     # Alone, the feed raises (every feed failed) only when a retry may help.
     if error is FeedUnavailable:
         with pytest.raises(FeedUnavailable) as raised:
-            mod._fetch(None, (bad,), False, False)
+            run_rss(None, (bad,), False, False)
         assert str(raised.value) == f"feed {bad}: {reason}"
         assert "event loop" not in _chain(raised.value)
     else:
-        alone = mod._fetch(None, (bad,), False, False)
+        alone = run_rss(None, (bad,), False, False)
         assert alone.report.failures[bad] == reason
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from feeds_support import run_rss
 
 from triggerflow import Item, trigger
 from triggerflow._feedparse import parse_many
@@ -18,6 +19,7 @@ from triggerflow._http import USER_AGENT, FeedRequest, fetch_all
 from triggerflow.exceptions import FeedInvalid, FeedUnavailable, TriggerRunFailed
 from triggerflow.sources import _rss as mod
 from triggerflow.sources import rss
+from triggerflow.types import SourceReport
 
 
 def _fetch(requests: list[FeedRequest], timeout: float = 5, connections: int = 4) -> list[Any]:
@@ -86,12 +88,12 @@ def test_with_the_store_a_304_costs_no_parsing_and_keeps_the_items(
 ) -> None:
     feeds.publish("/t.xml", ["a", "b"])
     url = feeds.url("/t.xml")
-    first = mod._fetch("watch", (url,), True, True)  # what the Prefect task runs
+    first = run_rss("watch", (url,), True, True)  # what the Prefect task runs
     assert first.report.new == 2
 
     parsed: list[str] = []
     monkeypatch.setattr(mod.Parser, "add", lambda self, job: parsed.append(job[0]))
-    again = mod._fetch("watch", (url,), True, True)
+    again = run_rss("watch", (url,), True, True)
     assert feeds.not_modified["/t.xml"] == 1
     assert parsed == []  # nothing handed to the parser
     assert sorted(i.title for i in again.items) == ["a", "b"]  # what it listed last time
@@ -104,7 +106,7 @@ def test_permanent_redirect_updates_the_stored_url_temporary_does_not(
     feeds.publish("/new.xml", ["moved"])
     feeds.redirect("/old.xml", "/new.xml", 301)
     feeds.redirect("/tmp.xml", "/new.xml", 302)
-    got = mod._fetch(None, (feeds.url("/old.xml"), feeds.url("/tmp.xml")), True, True)
+    got = run_rss(None, (feeds.url("/old.xml"), feeds.url("/tmp.xml")), True, True)
     assert [i.title for i in got.items] == ["moved", "moved"]
     con = duckdb.connect(str(data_dir / "triggerflow.duckdb"), read_only=True)
     urls = dict(con.execute("SELECT source, url FROM sources").fetchall())
@@ -112,7 +114,7 @@ def test_permanent_redirect_updates_the_stored_url_temporary_does_not(
     assert urls[feeds.url("/old.xml")] == feeds.url("/new.xml")
     assert urls[feeds.url("/tmp.xml")] == feeds.url("/tmp.xml")
     before = feeds.requests["/old.xml"]
-    mod._fetch(None, (feeds.url("/old.xml"),), True, True)
+    run_rss(None, (feeds.url("/old.xml"),), True, True)
     assert feeds.requests["/old.xml"] == before  # went straight to the new URL
 
 
@@ -134,7 +136,7 @@ def test_a_broken_feed_fails_alone_with_a_clear_reason(
     setup(feeds)
     feeds.publish("/ok.xml", ["fine"])
     bad, ok = feeds.url("/x.xml"), feeds.url("/ok.xml")
-    got = mod._fetch(None, (bad, ok), False, False)
+    got = run_rss(None, (bad, ok), False, False)
     assert [i.title for i in got.items] == ["fine"]
     assert reason in got.report.failures[bad]
     assert "\n" not in got.report.failures[bad]
@@ -149,7 +151,7 @@ def test_bozo_feed_with_entries_keeps_them_and_warns(feeds: Any) -> None:
         b"<item><title>kept &nbsp; anyway</title><guid>g1</guid></item></channel></rss>"
     )
     feeds.raw("/bozo.xml", body, "application/rss+xml")
-    got = mod._fetch(None, (feeds.url("/bozo.xml"),), False, False)
+    got = run_rss(None, (feeds.url("/bozo.xml"),), False, False)
     assert [i.title for i in got.items] == ["kept anyway"]
     assert "malformed feed, kept 1 entries" in got.report.warnings[feeds.url("/bozo.xml")]
     assert not got.report.failures
@@ -334,10 +336,11 @@ def test_when_every_feed_fails_transiently_the_task_raises_for_a_retry(feeds: An
     feeds.broken("/down.xml", 503)
     feeds.broken("/gone.xml", 404)
     down, gone = feeds.url("/down.xml"), feeds.url("/gone.xml")
-    with pytest.raises(FeedUnavailable, match="503") as raised:
-        mod._fetch(None, (down,), False, False)
-    assert set(raised.value.failures) == {down}  # type: ignore[attr-defined]
-    got = mod._fetch(None, (gone,), False, False)
+    report = SourceReport("rss")
+    with pytest.raises(FeedUnavailable, match="503"):
+        run_rss(None, (down,), False, False, report)
+    assert set(report.failures) == {down}  # the step's report says which, not the exception
+    got = run_rss(None, (gone,), False, False)
     assert got.items == [] and "404" in got.report.failures[gone]
 
 
@@ -356,7 +359,7 @@ def test_the_store_keeps_validators_and_the_last_success_and_error(
             (status,) = tx.source_status()
             return tx.source_states([url])[url], status
 
-    assert mod._fetch("watch", (url,), True, True).report.new == 2
+    assert run_rss("watch", (url,), True, True).report.new == 2
     state, status = remembered()
     assert state.url == url and state.etag and state.last_modified and state.fetched_at
     assert status.last_success == state.fetched_at and status.last_error is None
@@ -364,7 +367,7 @@ def test_the_store_keeps_validators_and_the_last_success_and_error(
 
     feeds.broken("/s.xml", 500)
     with pytest.raises(FeedUnavailable):  # the only feed, down: raised for Prefect to retry
-        mod._fetch("watch", (url,), True, True)
+        run_rss("watch", (url,), True, True)
     after_error, status = remembered()  # ... and recorded before raising
     assert status.last_error == "server answered 500 Internal Server Error"
     assert status.last_success == state.fetched_at and status.last_error_at is not None
@@ -372,7 +375,7 @@ def test_the_store_keeps_validators_and_the_last_success_and_error(
     assert (after_error.etag, after_error.last_modified) == (state.etag, state.last_modified)
 
     feeds.publish("/s.xml", ["a", "b"])  # back, unchanged: the kept ETag gets a 304
-    again = mod._fetch("watch", (url,), True, True)
+    again = run_rss("watch", (url,), True, True)
     assert feeds.not_modified["/s.xml"] == 1
     assert sorted(i.title for i in again.items) == ["a", "b"] and again.report.new == 0
     recovered, status = remembered()
@@ -386,9 +389,9 @@ def test_items_stored_in_several_transactions_once_each_with_a_lean_raw(
     monkeypatch.setattr(mod, "STORE_BATCH", 3)  # 10 items: four transactions
     feeds.publish("/many.xml", [f"entry {n}" for n in range(10)])
     url = feeds.url("/many.xml")
-    first = mod._fetch("watch", (url,), True, True)
+    first = run_rss("watch", (url,), True, True)
     assert first.report.new == 10
-    again = mod._fetch("watch", (url,), True, True)  # a 304: the items it listed last time
+    again = run_rss("watch", (url,), True, True)  # a 304: the items it listed last time
     assert again.report.new == 0 and len(again.items) == 10
     raw = again.items[0].raw
     assert raw["link"] == again.items[0].link  # feedparser's record, read back from the store

@@ -14,6 +14,7 @@ import pytest
 from triggerflow import Item
 from triggerflow._store import VERSION, Store
 from triggerflow.exceptions import StoreBusyError, StoreError
+from triggerflow.limits import Limit
 from triggerflow.types import Route
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -110,6 +111,47 @@ def test_record_sent_rejected_unsent_and_dead(store: Store) -> None:
         ("id3", "dead", 2, "still down"),
     ]
     assert (status.sent, status.failed, status.dead, status.queued) == (1, 1, 2, 0)
+
+
+OWNER = """
+from triggerflow._store._owners import this_process
+print(this_process(), flush=True)
+"""
+
+
+def test_a_claim_of_a_run_that_died_on_this_host_is_taken_over_at_once(store: Store) -> None:
+    """A rerun right after a SIGKILL sends what the dead run held, not after its lease."""
+    from triggerflow._store._owners import is_dead, this_process
+
+    gone = subprocess.run(
+        [sys.executable, "-c", OWNER], capture_output=True, text=True, check=True
+    ).stdout.strip()  # that process has exited: its claim is a dead run's
+    assert is_dead(gone) and not is_dead(this_process())
+    keys = [i.key for i in items(4)]
+    lease = timedelta(minutes=10)
+    with store.transaction() as tx:
+        tx.upsert_items(items(4), T0)
+        tx.enqueue(ROUTE, keys, 10, T0)
+        first = tx.claim(ROUTE, T0, limit=Limit(2, timedelta(hours=1)), lease=lease, owner=gone)
+    assert len(first.items) == 2
+    with store.transaction() as tx:  # a minute later, well within the lease
+        again = tx.claim(ROUTE, T0 + timedelta(minutes=1), lease=lease, owner=this_process())
+    assert [i.key for i in again.items] == keys  # the dead run's two, then the other two
+
+
+def test_a_claim_of_a_live_run_holds_until_its_lease_ends(store: Store) -> None:
+    from triggerflow._store._owners import this_process
+
+    keys = [i.key for i in items(2)]
+    lease = timedelta(minutes=10)
+    with store.transaction() as tx:
+        tx.upsert_items(items(2), T0)
+        tx.enqueue(ROUTE, keys, 10, T0)
+        assert len(tx.claim(ROUTE, T0, lease=lease, owner=this_process()).items) == 2
+        other_host = "elsewhere.example:1:1"  # another machine's run: known only by its lease
+        assert tx.claim(ROUTE, T0 + timedelta(minutes=9), lease=lease, owner=other_host).items == []
+        late = tx.claim(ROUTE, T0 + timedelta(minutes=11), lease=lease, owner=other_host)
+    assert [i.key for i in late.items] == keys
 
 
 HOLD = """

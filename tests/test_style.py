@@ -102,3 +102,59 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     found = _graph()
     assert "triggerflow._alerts" in found["triggerflow._trigger"]  # function-level ones too
     assert "triggerflow.sources" not in found["triggerflow._trigger"]  # TYPE_CHECKING
+
+
+def test_the_duckdb_transaction_is_exactly_the_store_protocol() -> None:
+    """A second backend (PostgreSQL) implements the same Protocol: the two cannot drift."""
+    import inspect
+
+    from triggerflow._store import DuckDBTransaction
+    from triggerflow._store._protocol import Transaction
+
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        names = {n for c in cls.__mro__ if c is not object for n in vars(c)}
+        return {
+            n: inspect.signature(getattr(cls, n))
+            for n in sorted(names)
+            if not n.startswith("_") and callable(getattr(cls, n))
+        }
+
+    ours, protocol = public(DuckDBTransaction), public(Transaction)
+    assert set(ours) == set(protocol), (
+        f"only in DuckDBTransaction: {sorted(set(ours) - set(protocol))}; "
+        f"only in the Protocol: {sorted(set(protocol) - set(ours))}"
+    )
+    differ = [n for n in ours if str(ours[n]) != str(protocol[n])]
+    assert not differ, {n: (str(ours[n]), str(protocol[n])) for n in differ}
+
+
+def test_sql_lives_only_in_the_store_package() -> None:
+    """Sources, sinks, the CLI and the notebooks ask the store's typed methods."""
+    import re
+
+    sql = re.compile(r"\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE)\b")
+    root = Path(__file__).resolve().parents[1] / "triggerflow"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "_store" in path.relative_to(root).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {  # examples for users in docstrings are not the code's SQL
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef)
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if id(node) in docs:
+                continue
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "execute":
+                found.append(f"{path.relative_to(root)}:{node.lineno}: .execute(")
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and sql.search(node.value)
+            ):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value[:40]!r}")
+    assert not found, found

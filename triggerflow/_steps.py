@@ -142,18 +142,15 @@ class Reading:
     """What a source's body may do in this call.
 
     Attributes:
-        trigger: the trigger in progress; None outside a trigger (a notebook exploring),
-            where nothing is read from or written to the store.
+        trigger: the trigger in progress (None: none, e.g. a notebook exploring).
+        use_store: whether the store is read and written (False outside a trigger).
         write: False in a preview: the store is read, and what the body writes to it is
             rolled back.
     """
 
-    trigger: str | None
+    trigger: str | None = None
+    use_store: bool = False
     write: bool = False
-
-    @property
-    def use_store(self) -> bool:
-        return self.trigger is not None
 
 
 @dataclass
@@ -190,13 +187,13 @@ def run_source(
     if ctx is None:
         if not outside:
             raise ConfigurationError(f"{label}: read only inside a trigger run")
-        return body(Reading(None), report)
+        return body(Reading(), report)
     if ctx.mode == "check":
         found = problem() if problem else None
         if found:
             ctx.problems.append(found)
         return Fetched()
-    reading = Reading(ctx.trigger, write=ctx.mode == "run")
+    reading = Reading(ctx.trigger, use_store=True, write=ctx.mode == "run")
     try:
         got: Fetched = call_step(_source_task, _read, label, body, reading, report)
     except TriggerflowError as e:  # still failing after Prefect's retries

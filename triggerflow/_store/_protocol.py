@@ -1,0 +1,279 @@
+"""The store's narrow interface: what sources, sinks, the outbox and the CLI may ask.
+
+:class:`Transaction` is one unit of work with a typed method per store operation;
+:class:`StoreBackend` hands them out. The DuckDB file (``Store`` /
+``DuckDBTransaction``) is the embedded implementation; a PostgreSQL one implements the
+same two protocols, and nothing outside ``triggerflow._store`` changes.
+``tests/test_style.py`` checks that the DuckDB transaction has exactly these methods,
+with these signatures, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from ..limits import Limit
+from ..types import Item, Route
+from ._control import Vacation
+from ._inbox import Delivery
+from ._items import SourceState
+from ._ledger import Claim, Key
+from ._status import RouteStatus, SourceStatus
+
+__all__ = ["StoreBackend", "Transaction"]
+
+
+class StoreBackend(Protocol):
+    """Where the store lives; cheap to make, connects only per transaction."""
+
+    def transaction(self, *, commit: bool = True) -> AbstractContextManager[Transaction]:
+        """A short unit of work; ``commit=False`` rolls it back (dry runs, reads)."""
+        ...
+
+
+class Transaction(Protocol):
+    """One open unit of work on the store."""
+
+    # -- items: Writing and reading items and source state (always inside ``Store.transaction``).
+
+    def upsert_items(self, items: Sequence[Item], now: datetime, *, update: bool = True) -> int:
+        """Store ``items`` (one statement) and return how many were not stored before."""
+        ...
+
+    def source_states(self, sources: Sequence[str]) -> dict[str, SourceState]:
+        """The remembered state of each of ``sources`` that has one."""
+        ...
+
+    def save_source_success(
+        self,
+        state: SourceState,
+        kind: str,
+        title: str | None,
+        now: datetime,
+        *,
+        modified: bool,
+    ) -> None:
+        """Record a successful fetch (``modified`` False for a 304)."""
+        ...
+
+    def save_source_successes(
+        self,
+        fetched: Sequence[tuple[SourceState, str | None, bool]],
+        kind: str,
+        now: datetime,
+    ) -> None:
+        """Record successful fetches, (state, title, modified) each, in one statement."""
+        ...
+
+    def source_cursor(self, source: str) -> str | None:
+        """Where an API source stopped reading last time (None: it never read)."""
+        ...
+
+    def save_source_cursor(
+        self,
+        source: str,
+        kind: str,
+        url: str,
+        cursor: str | None,
+        now: datetime,
+    ) -> None:
+        """Record a successful read of an API source and where it stopped."""
+        ...
+
+    def save_source_error(
+        self, source: str, url: str, kind: str, error: str, now: datetime
+    ) -> None:
+        """Record a failed fetch; the previous ETag and items stay as they were."""
+        ...
+
+    def items_of_last_fetch(self, sources: Sequence[str]) -> list[Item]:
+        """The items each source listed when it last answered with content (for 304s)."""
+        ...
+
+    def link_trigger_sources(self, trigger: str, sources: Sequence[str]) -> None:
+        """Remember that ``trigger`` reads ``sources`` (for ``status``)."""
+        ...
+
+    # -- ledger: Queueing, selecting and recording deliveries (inside ``Store.transaction``).
+
+    def enqueue(
+        self,
+        route: Route,
+        keys: Sequence[Key],
+        first_run: int,
+        now: datetime,
+        *,
+        live: frozenset[Key] = frozenset(),
+    ) -> int:
+        """Queue the ``keys`` this route has never seen; returns how many were skipped."""
+        ...
+
+    def owed(self, route: Route) -> list[Item]:
+        """The items still owed on ``route``, oldest first."""
+        ...
+
+    def claim(
+        self,
+        route: Route,
+        now: datetime,
+        *,
+        limit: Limit | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        owner: str | None = None,
+    ) -> Claim:
+        """Take the owed items this run may send (oldest first), within ``limit``."""
+        ...
+
+    def tried(self, route: Route, keys: Sequence[Key]) -> set[Key]:
+        """Which of ``keys`` were sent before without an answer (a timeout, a dead run)."""
+        ...
+
+    def requeue(self, trigger: str | None, now: datetime, *, dead: bool = False) -> int:
+        """Owe failed (and with ``dead``, dead) items again, with a fresh attempt count."""
+        ...
+
+    def allowance(
+        self, sink: str, target: str, limit: Limit | None, now: datetime
+    ) -> tuple[int, datetime | None]:
+        """How many more ``target`` may get now under ``limit``, and when the next slot frees."""
+        ...
+
+    def record(
+        self,
+        route: Route,
+        now: datetime,
+        *,
+        sent: Sequence[Key] = (),
+        rejected: Mapping[Key, str] | None = None,
+        unsent: Sequence[Key] = (),
+        error: str | None = None,
+        max_attempts: int = 5,
+    ) -> int:
+        """Record one send attempt; returns how many items became dead."""
+        ...
+
+    # -- status: Summaries over the ledger and the sources.
+
+    def route_status(self) -> list[RouteStatus]:
+        """Counts per (trigger, sink, target) with the latest error."""
+        ...
+
+    def failures(self, limit: int = 20, trigger: str | None = None) -> list[tuple[str, ...]]:
+        """The latest failed or dead deliveries (of ``trigger``, else of all):"""
+        ...
+
+    def source_status(self) -> list[SourceStatus]:
+        """Per source: items stored, last success, last error, triggers that read it."""
+        ...
+
+    def items_per_trigger(self) -> dict[str, int]:
+        """How many stored items came from the sources each trigger reads."""
+        ...
+
+    def feed_names(self) -> list[tuple[str, int, datetime | None]]:
+        """Generated feeds: name, entries, last added."""
+        ...
+
+    def feed_entries(self, name: str, limit: int) -> list[tuple[Item, datetime]]:
+        """The newest ``limit`` entries of feed ``name``, newest first, with when added."""
+        ...
+
+    def unsettled(self, trigger: str) -> tuple[int, int, int]:
+        """How many of ``trigger``'s deliveries are queued, failed and dead."""
+        ...
+
+    def triggers_with_sources(self) -> list[str]:
+        """The triggers that have read a source (and so have items), by name."""
+        ...
+
+    def items(
+        self,
+        *,
+        trigger: str | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Item]:
+        """Stored items, newest first: all, a trigger's, or of sources containing ``source``."""
+        ...
+
+    def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A user's own SQL on the store (``triggerflow.sql``): column names and rows."""
+        ...
+
+    # -- control: Reads and writes of pauses and vacation (inside ``Store.transaction``).
+
+    def vacation(self) -> Vacation:
+        """The current vacation and pauses."""
+        ...
+
+    def start_vacation(self, since: datetime, note: str | None, resume: Sequence[str]) -> None: ...
+
+    def end_vacation(self) -> None: ...
+
+    def set_paused(self, trigger: str, paused: bool, at: datetime, note: str | None) -> None: ...
+
+    def skip_backlog(self, triggers: Sequence[str], until: datetime) -> int:
+        """Mark what ``triggers`` still owe as skipped, and skip items published before ``until``"""
+        ...
+
+    # -- control: Which triggers are failing now (one alert per outage, one when it ends).
+
+    def failing(self, trigger: str) -> tuple[datetime, str] | None: ...
+
+    def set_failing(self, trigger: str, since: datetime | None, reason: str = "") -> None: ...
+
+    # -- inbox: Inbox writes and reads (inside ``Store.transaction``).
+
+    def inbox_add(
+        self,
+        kind: str,
+        id_: str,
+        event: str,
+        repo: str | None,
+        payload: str,
+        received_at: datetime,
+        ignored: bool,
+    ) -> bool:
+        """Store a delivery; False if one with this id is already there (a redelivery)."""
+        ...
+
+    def inbox_add_many(
+        self,
+        kind: str,
+        rows: list[tuple[str, str, str | None, str, datetime, bool]],
+    ) -> set[str]:
+        """Store ``(id, event, repo, payload, received_at, ignored)`` rows in one"""
+        ...
+
+    def inbox_after(
+        self,
+        kind: str,
+        after: int,
+        limit: int = 1000,
+        *,
+        since: datetime | None = None,
+    ) -> list[Delivery]:
+        """The deliveries of ``kind`` after ``seq`` (and received at or after ``since``),"""
+        ...
+
+    def trigger_started(self, names: list[str], at: datetime) -> None:
+        """Note that the triggers ``names`` exist from ``at`` on, unless known already"""
+        ...
+
+    def trigger_since(self, trigger: str) -> datetime | None:
+        """When ``trigger`` first existed, if it was ever seen."""
+        ...
+
+    def inbox_cursor(self, trigger: str, kind: str) -> int: ...
+
+    def set_inbox_cursor(self, trigger: str, kind: str, seq: int) -> None: ...
+
+    def inbox_counts(self, kind: str) -> list[tuple[str, int, bool]]:
+        """``(event, count, ignored)`` over the whole inbox of ``kind``, for ``status``."""
+        ...
