@@ -48,12 +48,18 @@ ROUNDS = ("1: all new", "2: 10% changed", "3: unchanged")
 
 # -- the child side: one round of one variant ------------------------------------------------
 def round_poll(urls: list[str], data: Path) -> int:
-    from triggerflow.sinks._feed import _publish
+    from triggerflow._outbox import Options, deliver
+    from triggerflow._steps import Reading
+    from triggerflow.sinks._feed import _FeedSender
     from triggerflow.sources._rss import _fetch
-    from triggerflow.types import Items
+    from triggerflow.types import Items, Route, SinkReport, SourceReport
 
-    got = _fetch("bench", tuple(urls), True, True)  # what the rss task runs
-    _publish("bench", Items(got.items), "bench", False)  # what the feed() sink task runs
+    # What the rss() task runs, then what the feed() sink task runs (the outbox).
+    got = _fetch(tuple(urls), Reading("bench", use_store=True, write=True), SourceReport("rss"))
+    route = Route("bench", "feed", "bench")
+    deliver(
+        _FeedSender("bench"), route, Items(got.items), Options(None), SinkReport("feed", "bench")
+    )
     return len(got.items)
 
 

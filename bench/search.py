@@ -175,9 +175,9 @@ def bench_size(n: int, runs: int, root: Path) -> dict[str, object]:
 
     def scan(q: str) -> int:
         cond = " AND ".join(["(title || ' ' || summary) ILIKE ?"] * len(q.split()))
-        with store.transaction(commit=False) as c:
+        with store.transaction(commit=False) as tx:
             return len(
-                c.execute(
+                tx.con.execute(
                     f"SELECT id FROM items WHERE {cond} LIMIT 20",
                     [f"%{w}%" for w in q.split()],
                 ).fetchall()

@@ -50,10 +50,12 @@ def one(variant: str, runs: int, every: int) -> dict[str, Any]:
     from feedserver import Feeds, serve
 
     from triggerflow import _alerts
+    from triggerflow._outbox import Options, deliver
+    from triggerflow._steps import Reading
     from triggerflow._store import Store, _connection
-    from triggerflow.sinks._feed import _publish
+    from triggerflow.sinks._feed import _FeedSender
     from triggerflow.sources._rss import _fetch
-    from triggerflow.types import Items
+    from triggerflow.types import Items, Route, SinkReport, SourceReport
 
     data = Path(tempfile.mkdtemp(prefix="tf-growth-"))
     os.environ["TRIGGERFLOW_DATA_DIR"] = str(data)
@@ -73,8 +75,15 @@ def one(variant: str, runs: int, every: int) -> dict[str, Any]:
         for run in range(runs):
             if run and run % every == 0:
                 feeds.bump(1.0, 1)
-            got = _fetch("minutely", (url,), True, True)
-            _publish("minutely", Items(got.items), "minutely", False)
+            reading = Reading("minutely", use_store=True, write=True)
+            got = _fetch((url,), reading, SourceReport("rss"))
+            deliver(
+                _FeedSender("minutely"),
+                Route("minutely", "feed", "minutely"),
+                Items(got.items),
+                Options(None),
+                SinkReport("feed", "minutely"),
+            )
             _alerts._check(store, "minutely", [])
             if (run + 1) % max(runs // 10, 1) == 0:
                 samples.append((run + 1, store_path.stat().st_size))
