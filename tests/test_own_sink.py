@@ -590,3 +590,25 @@ def test_a_source_of_ones_own_through_collect(
     assert numbers.cursors == [None, None, "3"]
     assert hook.titles() == [f"number {n}" for n in range(1, 6)]
     assert len(hook.requests) == 5
+
+
+def test_the_readmes_shortened_sink_delivers_the_same_way(
+    hook: WebhookReceiver, feeds: Any, data_dir: Path
+) -> None:
+    readme = (FLOWS.parent / "README.md").read_text()
+    (block,) = [b for b in readme.split("```python\n")[1:] if "class WebhookPost" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block.split("```")[0], "README.md", "exec"), namespace)  # noqa: S102
+    webhook_post = namespace["webhook_post"]
+    feeds.publish("/readme.xml", titles(2))
+
+    @trigger(name="readme_sink")
+    def readme_sink() -> None:
+        webhook_post(rss(feeds.url("/readme.xml")), url=hook.url, limit="1/hour")
+
+    hook.fail_next(LOST)
+    first = readme_sink().sinks[0]  # the lost answer is retried (same key), then the limit
+    assert (first.sent, first.queued) == (1, 1)
+    assert hook.requests[0].key and hook.requests[0].key == hook.requests[1].key
+    assert hook.titles() == ["post 0"]
+    assert readme_sink().sinks[0].sent == 0 and len(hook.requests) == 2
