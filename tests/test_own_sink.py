@@ -480,6 +480,7 @@ def test_the_address_with_its_token_shows_nowhere(
 
     kept.append(run_sync(everything_prefect_kept()))
     kept.append(caplog.text)
+    kept.append(repr(example_module["WebhookPost"](hook.url)))
     text = "\n".join(kept)
     # We did look where the words would be: the route, the 503, the lost answer, the 400.
     for said in (
