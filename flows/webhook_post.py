@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,7 +29,7 @@ from triggerflow.sources import rss
 class WebhookPost:
     """POST each item as JSON; the delivery's id goes along as ``Idempotency-Key``."""
 
-    url: str
+    url: str = field(repr=False)  # it often holds a token
     name: str | None = None
     timeout: float = 10.0
     sink: str = "webhook"

@@ -81,15 +81,16 @@ def test_a_process_worker_runs_a_deployed_trigger(
     # The same trigger names and entrypoints as flows/, reading the local feed server.
     feeds.publish("/worker.xml", [f"worker item {i}" for i in range(3)])
     alice = receiver()
-    for name in _deployments():
-        (project / "flows" / f"{name}.py").write_text(
+    for name, d in _deployments().items():
+        path, _, attr = d["entrypoint"].partition(":")
+        (project / path).write_text(
             textwrap.dedent(f"""
             from triggerflow import every, trigger
             from triggerflow.sinks import xmpp
             from triggerflow.sources import rss
 
-            @trigger(schedule=every("15m"))
-            def {name}():
+            @trigger(name={name!r}, schedule=every("15m"))
+            def {attr}():
                 xmpp(rss({feeds.url("/worker.xml")!r}), to={alice.jid!r})
             """)
         )

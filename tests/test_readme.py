@@ -50,7 +50,7 @@ def test_the_webhook_example_defines_an_event_trigger() -> None:
 
 def test_the_sample_serve_output_counts_the_example_triggers() -> None:
     """The README's sample banner is what a fresh clone prints (test_serve checks the
-    names of the seven deployments themselves)."""
+    names of the eight deployments themselves)."""
     from triggerflow._discovery import discover
 
     (count,) = re.findall(r"Serving (\d+) trigger\(s\)", README)
@@ -63,3 +63,21 @@ def test_the_delivery_rules_say_what_the_first_run_cut_spares() -> None:
     assert "Events are no backlog" in text
     assert "is not replayed" in text
     assert "A generated feed takes every item it is given, also on its first run" in text
+
+
+def test_the_own_sink_and_source_examples_follow_the_public_protocols() -> None:
+    from triggerflow.sinks import Poster
+    from triggerflow.sources import Source
+
+    (sink_block,) = [b for b in _blocks("python") if "class WebhookPost" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(sink_block, "README.md", "exec"), namespace)  # noqa: S102
+    hook = namespace["WebhookPost"]("https://hooks.example.org/hooks/T0KEN")  # type: ignore[operator]
+    assert isinstance(hook, Poster) and hook.problem() is None
+    assert hook.target == "hooks.example.org"
+    (source_block,) = [b for b in _blocks("python") if "collect(" in b]
+    namespace = {}
+    exec(compile(source_block, "README.md", "exec"), namespace)  # noqa: S102
+    releases = namespace["Releases"]("duckdb/duckdb")  # type: ignore[operator]
+    assert isinstance(releases, Source) and releases.problem() is None
+    assert isinstance(namespace["duckdb_releases"], Trigger)

@@ -48,13 +48,14 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         # The examples need an XMPP account that is not configured here: shown, with the fix.
         assert "python_news (every 15m): not configured" in out
         assert "TRIGGERFLOW_XMPP_DEFAULT_JID" in out
-        by_name = serve.deployments(7)
+        by_name = serve.deployments(8)
         assert set(by_name) == {
             "python_news",
             "morning_releases",
             "security_digest",
             "github_activity",
             "python_news_to_mastodon",
+            "python_news_to_webhook",
             "favourites_to_wallabag",
             "github_issues_to_trello",
         }
@@ -66,6 +67,11 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         assert by_name["security_digest"]["paused"] is False  # needs no account
         # The service examples wait for their accounts, and say how to connect them.
         assert by_name["favourites_to_wallabag"]["paused"] is True
+        assert by_name["python_news_to_webhook"]["paused"] is True  # no WEBHOOK_POST_URL
+        assert (
+            "python_news_to_webhook (every 1h): not configured: webhook_post(): no address: "
+            "set WEBHOOK_POST_URL" in out
+        )
         assert "triggerflow connect mastodon --account default" in out
         news = by_name["python_news"]
         assert news["paused"] is True  # not configured: no failing run every 15 minutes
