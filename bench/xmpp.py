@@ -47,13 +47,18 @@ from xmpp_support import Prosody, Receiver  # noqa: E402
 import triggerflow._xmpp as tx  # noqa: E402
 from triggerflow._xmpp import XMPPConnection, connect_args, new_client, send_messages  # noqa: E402
 
+# CPU seconds of the sending thread per measurement (the receiver has its own thread): a
+# figure the machine's other load disturbs less than the wall clock.
+CPU: dict[str, list[float]] = {}
+
 
 def ours(conn: XMPPConnection, to: str, n: int, tag: str, module: Any = tx) -> float:
     body = "a line of about ninety characters, like the title of a feed entry"
     msgs = [(f"{tag}-{i}", f"{tag} message {i}: {body}") for i in range(n)]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.thread_time()
     result = asyncio.run(module.send_messages(conn, to, msgs))
     took = time.perf_counter() - t
+    CPU.setdefault("last", []).append(time.thread_time() - cpu)
     assert result.error is None and len(result.sent) == n, (result.error, len(result.sent))
     return took
 
@@ -108,13 +113,14 @@ def raw(conn: XMPPConnection, to: str, n: int, tag: str) -> float:
         x.connect(*connect_args(conn, x))
         await x.wait_until("session_start", 15)
         await asyncio.sleep(0.2)  # stream management enabled
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         for i in range(n):
             x.send_message(mto=to, mbody=f"{tag} raw {i}", mtype="chat")
         await x.waiting_queue.join()  # an ack request sent earlier overtakes the stanzas
         x.plugin["xep_0198"].request_ack()
         await asyncio.wait_for(done, 60)
         took = time.perf_counter() - t
+        CPU.setdefault("last", []).append(time.thread_time() - cpu)
         await asyncio.wait_for(x.disconnect(wait=1.0), 5)
         return took
 
@@ -146,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"ours {w}"] = []
     if baseline is not None:
         rows[f"at {args.baseline}"] = []
+    cpu: dict[str, list[float]] = {k: [] for k in rows if k != "per_connection"}
+
+    def timed(name: str, took: float) -> None:
+        rows[name].append(took)
+        cpu[name].append(CPU.pop("last")[0])
+
     with tempfile.TemporaryDirectory(prefix="tf-bench-xmpp-") as tmp:
         prosody = Prosody(Path(tmp))
         prosody.start()
@@ -155,13 +167,13 @@ def main(argv: list[str] | None = None) -> int:
             got = Receiver(prosody, rcpt, password)
             expected = 0
             for run in range(args.runs):
-                rows["ours"].append(ours(conn, rcpt, n, f"o{run}"))
-                rows["raw"].append(raw(conn, rcpt, n, f"r{run}"))
+                timed("ours", ours(conn, rcpt, n, f"o{run}"))
+                timed("raw", raw(conn, rcpt, n, f"r{run}"))
                 for w in windows:
                     with window(w):
-                        rows[f"ours {w}"].append(ours(conn, rcpt, n, f"w{w}-{run}"))
+                        timed(f"ours {w}", ours(conn, rcpt, n, f"w{w}-{run}"))
                 if baseline is not None:
-                    rows[f"at {args.baseline}"].append(ours(conn, rcpt, n, f"b{run}", baseline))
+                    timed(f"at {args.baseline}", ours(conn, rcpt, n, f"b{run}", baseline))
                 if args.per_connection:
                     rows["per_connection"].append(
                         per_connection(conn, rcpt, args.per_connection, f"p{run}")
@@ -184,12 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         "messages": n, "per_connection_messages": args.per_connection,
         "window": {"ACK_EVERY": tx.ACK_EVERY, "ACK_INTERVAL": tx.ACK_INTERVAL,
                    "MAX_UNACKED": tx.MAX_UNACKED},
-        "seconds": rows, "messages_per_s": rate,
+        "seconds": rows, "messages_per_s": rate, "sender_cpu_seconds": cpu,
+        "load_average": os.getloadavg(),
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nXMPP: chat messages to one JID, acknowledged (XEP-0198), {os.cpu_count()} cores\n")
-    print("| sender | messages | median s | messages/s |\n|---|---|---|---|")
+    print("| sender | messages | median s | messages/s | sender CPU ms (median) |")
+    print("|---|---|---|---|---|")
     ours_label = (f"triggerflow (connect, STARTTLS, send, acks; window "
                   f"{tx.ACK_EVERY}x{tx.MAX_UNACKED // tx.ACK_EVERY})")  # fmt: skip
     labels = {"ours": ours_label, "raw": "raw slixmpp, sending only (connected before)"}
@@ -198,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     if baseline is not None:
         labels[f"at {args.baseline}"] = f"triggerflow at {args.baseline}"
     for k, label in labels.items():
-        print(f"| {label} | {n} | {statistics.median(rows[k]):.3f} | {rate[k]:.0f} |")
+        print(f"| {label} | {n} | {statistics.median(rows[k]):.3f} | {rate[k]:.0f} | "
+              f"{1000 * statistics.median(cpu[k]):.0f} |")  # fmt: skip
     if rows["per_connection"]:
         per = statistics.median(rows["per_connection"])
         print(f"| a connection per message | {args.per_connection} | {per:.3f} | "
-              f"{rate['per_connection']:.0f} |")  # fmt: skip
+              f"{rate['per_connection']:.0f} | - |")  # fmt: skip
+    print(f"\nload average during the runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"\nJSON: {args.out}")
     return 0
 
