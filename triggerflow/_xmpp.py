@@ -402,6 +402,8 @@ class _Session:
         todo = iter(messages)
         left = len(messages)
         while left:
+            if self.failure.done():  # lost connection, or on_progress raised: no more chunks
+                self.failure.result()
             size = max(1, min(ACK_EVERY, MAX_UNACKED, left))
             await self._wait_unanswered(MAX_UNACKED - size, "waiting for the server to confirm")
             chunk: list[str] = []
