@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from xmpp_support import Prosody, Receiver
 
+import triggerflow._xmpp as tx
 from triggerflow._xmpp import SendResult, XMPPConnection, send_messages_sync
 from triggerflow.exceptions import (
     XMPPAuthError,
@@ -25,6 +26,70 @@ ReceiverFactory = Callable[..., Receiver]
 
 def batch(n: int, text: str = "msg") -> list[tuple[str, str]]:
     return [(f"k{i}", f"{text} {i}") for i in range(n)]
+
+
+class Wire:
+    """What went on the wire vs what ``on_progress`` reported, both on the sender's thread.
+
+    ``written`` counts the message stanzas (bodies starting with ``marker``) slixmpp
+    handed to the transport; at each one, ``written - reported`` is a message written
+    without its final answer yet, and the largest such count is kept.
+    """
+
+    def __init__(self, marker: str) -> None:
+        self.tag = f"<body>{marker} "
+        self.written = 0
+        self.reported = 0
+        self.max_unanswered = 0
+        # (messages written when reported, confirmed keys, rejected keys -> reason)
+        self.reports: list[tuple[int, list[str], dict[str, str]]] = []
+
+    def wrote(self, data: object) -> None:
+        if isinstance(data, str | bytes):
+            text = data.decode() if isinstance(data, bytes) else data
+            if text.startswith("<message") and self.tag in text:
+                self.written += 1
+                self.max_unanswered = max(self.max_unanswered, self.written - self.reported)
+
+    def on_progress(self, confirmed: list[str], rejected: dict[str, str]) -> None:
+        self.reported += len(confirmed) + len(rejected)
+        self.reports.append((self.written, list(confirmed), dict(rejected)))
+
+    @property
+    def confirmed(self) -> list[str]:
+        return [k for _, ok, _ in self.reports for k in ok]
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        return {k: why for _, _, bad in self.reports for k, why in bad.items()}
+
+    def assert_matches(self, result: SendResult) -> None:
+        """Every key reported once, and the reports are exactly the result."""
+        keys = self.confirmed + [k for _, _, bad in self.reports for k in bad]
+        assert len(keys) == len(set(keys)), "a key was reported twice"
+        assert sorted(self.confirmed) == sorted(result.sent)
+        assert self.rejected == result.rejected
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Wire]:
+    import slixmpp.xmlstream.xmlstream as xmlstream
+
+    made: list[Wire] = []
+    send_raw = xmlstream.XMLStream.send_raw
+
+    def counting_send_raw(self: object, data: str | bytes) -> None:
+        send_raw(self, data)  # type: ignore[arg-type]
+        for w in made:
+            w.wrote(data)
+
+    monkeypatch.setattr(xmlstream.XMLStream, "send_raw", counting_send_raw)
+
+    def make(marker: str) -> Wire:
+        made.append(Wire(marker))
+        return made[-1]
+
+    return make
 
 
 def test_chat_over_starttls_is_delivered_and_confirmed(
@@ -126,6 +191,156 @@ def test_many_messages_over_one_connection_all_confirmed(
     assert result.error is None
     assert result.sent == [k for k, _ in messages]
     assert r.wait_for(200) == [body for _, body in messages]  # all, once, in order
+
+
+def test_written_but_unanswered_messages_stay_within_the_window(
+    prosody: Prosody, receiver: ReceiverFactory, wire: Callable[[str], Wire]
+) -> None:
+    jid, password = prosody.new_user("rcpt")
+    r = receiver(jid, password)
+    w = wire("win")
+    messages = batch(2000, "win")
+
+    result = send_messages_sync(
+        prosody.connection("sink"), jid, messages, on_progress=w.on_progress
+    )
+
+    assert result.error is None
+    assert result.sent == [k for k, _ in messages]
+    assert w.written == 2000
+    # A sender killed at any moment leaves at most this many taken but unreported.
+    assert 0 < w.max_unanswered <= tx.MAX_UNACKED < 2000 // 4
+    # Each chunk is answered as a whole: far fewer reports than messages.
+    assert len(w.reports) <= 2 * (2000 // tx.ACK_EVERY)
+    assert len(r.wait_for(2000, timeout=30)) == 2000
+
+
+def test_progress_is_reported_while_sending_and_adds_up_to_the_result(
+    prosody: Prosody, receiver: ReceiverFactory, wire: Callable[[str], Wire]
+) -> None:
+    jid, password = prosody.new_user("rcpt")
+    r = receiver(jid, password)
+    w = wire("prog")
+    messages = batch(2000, "prog")
+
+    result = send_messages_sync(
+        prosody.connection("sink"), jid, messages, on_progress=w.on_progress
+    )
+
+    assert result.error is None and len(result.sent) == 2000
+    first_written, first_confirmed, _ = w.reports[0]
+    assert first_confirmed  # a confirmation came ...
+    assert first_written < 2000  # ... before the last message went out
+    # Reports come in order of sending, every key once, and add up to the result.
+    assert w.confirmed == [k for k, _ in messages]
+    w.assert_matches(result)
+    r.wait_for(2000, timeout=30)
+
+
+def test_a_bounce_mid_batch_is_reported_rejected_not_sent(
+    prosody: Prosody,
+    receiver: ReceiverFactory,
+    wire: Callable[[str], Wire],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import slixmpp
+
+    jid, password = prosody.new_user("rcpt")
+    r = receiver(jid, password)
+    w = wire("mid")
+    messages = batch(2000, "mid")
+    # One message of the batch goes to a user that does not exist: the server bounces it
+    # (before the ack that covers it, which still counts it).
+    make_message = slixmpp.BaseXMPP.make_message
+
+    def misaddress_one(self: slixmpp.BaseXMPP, mto: str, mbody: str | None = None, **kw: object):
+        if mbody == "mid 1000":
+            mto = "nosuchuser@localhost"
+        return make_message(self, mto, mbody, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(slixmpp.BaseXMPP, "make_message", misaddress_one)
+
+    result = send_messages_sync(
+        prosody.connection("sink"), jid, messages, on_progress=w.on_progress
+    )
+
+    assert result.error is None
+    assert set(result.rejected) == {"k1000"}
+    assert "service-unavailable" in result.rejected["k1000"]
+    assert "k1000" not in result.sent and len(result.sent) == 1999
+    assert "k1000" not in w.confirmed
+    assert w.rejected == result.rejected
+    # Reported while sending, not only at the end.
+    [written_then] = [n for n, _, bad in w.reports if "k1000" in bad]
+    assert written_then < 2000
+    w.assert_matches(result)
+    got = r.wait_for(1999, timeout=30)
+    assert "mid 1000" not in got and len(got) == 1999
+
+
+def test_an_exception_in_on_progress_stops_the_batch(
+    prosody: Prosody, receiver: ReceiverFactory, wire: Callable[[str], Wire]
+) -> None:
+    jid, password = prosody.new_user("rcpt")
+    receiver(jid, password)
+    w = wire("boom")
+
+    def boom(confirmed: list[str], rejected: dict[str, str]) -> None:
+        w.on_progress(confirmed, rejected)
+        raise RuntimeError("the caller's bug")
+
+    with pytest.raises(RuntimeError, match="the caller's bug"):
+        send_messages_sync(prosody.connection("sink"), jid, batch(2000, "boom"), on_progress=boom)
+    assert len(w.reports) == 1  # not called again
+    assert w.written <= tx.MAX_UNACKED + tx.ACK_EVERY  # and not much written after it
+
+
+def test_without_stream_management_progress_comes_per_ping(
+    prosody_variant: Callable[..., Prosody], wire: Callable[[str], Wire]
+) -> None:
+    server = prosody_variant(smacks=False)
+    jid, password = server.new_user("rcpt")
+    r = Receiver(server, jid, password)
+    try:
+        w = wire("nosmprog")
+        messages = batch(1000, "nosmprog")
+
+        result = send_messages_sync(
+            server.connection("sink"), jid, messages, on_progress=w.on_progress
+        )
+
+        assert result.error is None, repr(result.error)
+        assert result.sent == [k for k, _ in messages]
+        assert w.reports[0][0] < 1000  # the first pong came before the last message went out
+        assert w.max_unanswered <= tx.MAX_UNACKED
+        w.assert_matches(result)
+        r.wait_for(1000, timeout=30)
+    finally:
+        r.close()
+
+
+def test_in_a_room_progress_is_reported_on_reflection(
+    prosody: Prosody, receiver: ReceiverFactory, wire: Callable[[str], Wire]
+) -> None:
+    room = f"progress-{time.monotonic_ns()}@{prosody.muc}"
+    r = receiver("alice", room=room, nick="watcher")
+    w = wire("roomprog")
+    messages = batch(500, "roomprog")
+
+    result = send_messages_sync(
+        prosody.connection("sink"),
+        room,
+        messages,
+        room_nick="triggerflow",
+        on_progress=w.on_progress,
+    )
+
+    assert result.error is None
+    assert result.sent == [k for k, _ in messages]
+    assert w.reports[0][0] < 500
+    assert w.max_unanswered <= tx.MAX_UNACKED
+    w.assert_matches(result)
+    r.wait_for(500, timeout=30)
 
 
 def test_without_stream_management_a_ping_confirms(
