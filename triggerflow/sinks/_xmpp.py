@@ -3,7 +3,9 @@
 It sends what the delivery ledger says is owed (items passed now and items left
 queued by earlier runs, oldest first) over one connection, and marks an item sent
 only when the server acknowledged it without bouncing it (for a room: when the
-room reflected it back).
+room reflected it back), as soon as that acknowledgement came: at most
+``_xmpp.MAX_UNACKED`` messages are ever written but unacknowledged, so a lost
+connection or a killed process sends at most that many again.
 """
 
 from __future__ import annotations
@@ -138,14 +140,20 @@ class XMPPSender:
         with concurrency(
             slot, occupy=1, strict=True, timeout_seconds=s.xmpp_timeout * 8, lease_duration=60
         ):
+
+            def answered(sent: list[str], rejected: dict[str, str]) -> None:
+                # On the event loop's thread: hand over and return (the ledger is written
+                # by the outbox's recorder thread, within one transaction of the ack).
+                progress.sent(by_key[k] for k in sent)
+                for k, why in rejected.items():
+                    progress.rejected(by_key[k], why)
+
             result = send_messages_sync(
                 conn,
                 self.target,
                 [(_key(i), render(i, self.format)) for i in items],
                 room_nick="triggerflow" if self.room else None,
+                on_progress=answered,
             )
-        progress.sent(by_key[k] for k in result.sent)
-        for k, why in result.rejected.items():
-            progress.rejected(by_key[k], why)
         if result.error is not None:
             raise result.error
