@@ -7,6 +7,7 @@ Loaded as a pytest plugin (``pytest_plugins = ["xmpp_support"]``). Provides:
   again on exit;
 - ``prosody_variant`` (session): ``prosody_variant(tls=False)`` / ``(smacks=False)`` starts
   (once per session) a Prosody without STARTTLS / without stream management;
+  ``kill()`` SIGKILLs a server (``start()`` brings it back);
 - ``receiver`` (function): a factory of :class:`Receiver` clients, closed at teardown.
 
 A missing ``prosody`` binary FAILS the tests that need it (CI installs it; a skip would
@@ -203,6 +204,13 @@ class Prosody:
             proc.kill()
             proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, every session cut at once; ``start()`` brings it back."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -292,6 +300,7 @@ class Receiver:
         self._include_delayed = include_delayed
         self._cond = threading.Condition()
         self._received: list[tuple[str, str, str]] = []  # (from, type, body)
+        self._at_count: list[tuple[int, Callable[[], None]]] = []  # see at_count()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -391,6 +400,11 @@ class Receiver:
         with self._cond:
             self._received.append((str(msg["from"]), mtype, body))
             self._cond.notify_all()
+            n = len(self._received)
+            due = [action for count, action in self._at_count if count <= n]
+            self._at_count = [(c, a) for c, a in self._at_count if c > n]
+        for action in due:
+            action()
 
     # -- the test's side --------------------------------------------------------------
     @property
@@ -414,6 +428,15 @@ class Receiver:
                     f"{self.jid} received {len(got)} of {n} messages in {timeout:g} s: {got[:20]}"
                 )
             return [body for _, _, body in self._received]
+
+    def at_count(self, n: int, action: Callable[[], None]) -> None:
+        """Call ``action`` once ``n`` messages arrived: in the receiver's thread, right as
+        the ``n``-th comes (no test thread to wake first); at once if they already did."""
+        with self._cond:
+            if len(self._received) < n:
+                self._at_count.append((n, action))
+                return
+        action()
 
     def send(self, to: str, body: str) -> None:
         """Send a chat message as this client (e.g. a command to the bot)."""

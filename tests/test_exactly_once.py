@@ -1,0 +1,302 @@
+"""Exactly once as far as the protocol allows: kill the sender, or the server, mid-batch.
+
+The real product path: a trigger file whose trigger makes 2,000 items and sends them with
+``xmpp(items, to=..., first_run=2000)``, run by ``triggerflow run <name> --here`` in a
+subprocess, a real Prosody, a real client counting what arrived. The sending process is
+SIGKILLed when ~10 %, ~50 % or ~90 % of the messages arrived (and, separately, Prosody is
+SIGKILLed mid-batch); then the trigger runs again until the ledger says everything was
+sent. Each time: nothing lost, at most ``DUPLICATES_ALLOWED`` messages twice, and the
+ledger has 2,000 ``sent``.
+
+Two things a SIGKILLed run leaves behind, until a rerun can tell a dead run's claims from
+a live one's (being fixed elsewhere):
+
+- its ledger claims (``sending``), leased for ``4 * TRIGGERFLOW_XMPP_TIMEOUT + 60`` s: the
+  test runs again at once and, while the claims are still held, waits (reading the ledger)
+  until they are stale, then runs again;
+- the Prefect concurrency slot of the XMPP account (one connection per account): without
+  a Prefect server, ``run --here`` leases it from a temporary server whose lease storage is
+  in memory (Prefect's default) and dies with the run, so nothing ever gives the slot back
+  and every later run times out waiting for it. ``release_dead_runs_slot`` gives it back
+  through Prefect's client, as that recovery would.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from xmpp_support import Prosody, Receiver
+
+from triggerflow._xmpp import MAX_UNACKED, send_messages_sync
+
+ITEMS = 2000
+# What a kill may cost in duplicates. The sender leaves at most MAX_UNACKED messages
+# written without their answer (triggerflow/_xmpp.py); the sink may have had answers it had
+# not yet recorded in the ledger when it died: its recording delay, in messages (one
+# DuckDB transaction is ~35 ms here: ~100 messages at 3,000/s). Adjust RECORDING_DELAY to
+# the sink's recording. (A sink that records only after the batch re-sends all that had
+# reached the server: ~10 % of 2,000 is about this allowance, 50 % and 90 % far above it.)
+RECORDING_DELAY = 100
+DUPLICATES_ALLOWED = MAX_UNACKED + RECORDING_DELAY
+
+SLOT = "xmpp-sink@localhost"  # the sink's concurrency limit for the account sink@localhost
+XMPP_TIMEOUT = 5  # TRIGGERFLOW_XMPP_TIMEOUT for the runs: the lease is 4 x this + 60 s
+LEASE = timedelta(seconds=4 * XMPP_TIMEOUT + 60)  # as triggerflow/sinks/_xmpp.py computes it
+RUN_TIMEOUT = 300  # one `triggerflow run` (a loaded 2-core machine)
+RERUNS = 3  # runs after the interrupted one, at most
+
+TRIGGER_FILE = """\
+from triggerflow import Item, Items, trigger
+from triggerflow.sinks import xmpp
+
+
+@trigger()
+def bulk():
+    items = [Item("bulk", f"{{i:04d}}", title=f"bulk {{i:04d}}") for i in range({n})]
+    xmpp(Items(items), to={to!r}, first_run={n}, format="{{title}}")
+"""
+
+
+def expected_bodies() -> list[str]:
+    return [f"bulk {i:04d}" for i in range(ITEMS)]
+
+
+RELEASE_SLOT = f"""
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.exceptions import ObjectNotFound
+
+with get_client(sync_client=True) as client:
+    try:
+        held = client.read_global_concurrency_limit_by_name({SLOT!r}).active_slots
+    except ObjectNotFound:
+        held = 0
+    if held:
+        client.update_global_concurrency_limit(
+            {SLOT!r}, GlobalConcurrencyLimitUpdate(active_slots=0)
+        )
+print(held)
+"""
+
+
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Prefect home (temporary servers' database) for the module: migrated once."""
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+@pytest.fixture
+def server(prosody_variant: Callable[..., Prosody]) -> Iterator[Prosody]:
+    """A Prosody of its own: this module kills it, other tests' sessions stay unharmed."""
+    s = prosody_variant()
+    yield s
+    s.start()  # no-op when running
+
+
+class Setup:
+    """The trigger file, the runs' environment, the receiving clients, the ledger."""
+
+    def __init__(self, server: Prosody, tmp_path: Path, data_dir: Path, prefect_home: Path) -> None:
+        self.server = server
+        self.jid, self.password = server.new_user("bulk")
+        flows = tmp_path / "flows"
+        flows.mkdir()
+        (flows / "bulk.py").write_text(TRIGGER_FILE.format(n=ITEMS, to=self.jid))
+        self.data_dir = data_dir
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env.update(server.env(owner=self.jid))
+        env.update(
+            TRIGGERFLOW_FLOWS_DIR=str(flows),
+            TRIGGERFLOW_DATA_DIR=str(data_dir),
+            TRIGGERFLOW_XMPP_TIMEOUT=str(XMPP_TIMEOUT),
+            TRIGGERFLOW_RETRY_DELAY="0",
+            TRIGGERFLOW_ALERTS="off",
+            PREFECT_HOME=str(prefect_home),
+        )
+        self.env = env
+        self.receivers: list[Receiver] = []
+        self.listen()
+
+    def listen(self) -> Receiver:
+        """A receiving client (again after a server restart: with what it stored offline)."""
+        r = Receiver(self.server, self.jid, self.password, include_delayed=bool(self.receivers))
+        self.receivers.append(r)
+        return r
+
+    @property
+    def bodies(self) -> list[str]:
+        return [b for r in self.receivers for b in r.messages]
+
+    def start_run(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "triggerflow", "run", "bulk", "--here"],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,  # its own process group: killed as a whole
+        )  # fmt: skip
+
+    def run(self) -> tuple[int, str]:
+        proc = self.start_run()
+        try:
+            out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            kill_group(proc)
+        return proc.returncode, out
+
+    def release_dead_runs_slot(self) -> int:
+        """Give back the concurrency slot a killed run held; how many slots were held."""
+        r = subprocess.run(
+            [sys.executable, "-c", RELEASE_SLOT],
+            env=self.env, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        return int(r.stdout.split()[-1])
+
+    def ledger(self) -> tuple[int, datetime | None]:
+        """Deliveries marked sent, and the newest claim still ``sending`` (read-only)."""
+        con = duckdb.connect(str(self.data_dir / "triggerflow.duckdb"), read_only=True)
+        try:
+            sent, claimed = con.execute(
+                "SELECT count(*) FILTER (state = 'sent'), "
+                "max(updated_at) FILTER (state = 'sending') FROM deliveries "
+                "WHERE trigger = 'bulk' AND sink = 'xmpp' AND target = $1",
+                [self.jid],
+            ).fetchone() or (0, None)
+        finally:
+            con.close()
+        return int(sent), claimed
+
+    def rerun_until_all_sent(self) -> list[str]:
+        """Run again (bounded) until the ledger has every item sent; the runs' outputs."""
+        outs: list[str] = []
+        deadline = time.monotonic() + LEASE.total_seconds() + RERUNS * RUN_TIMEOUT
+        for _ in range(RERUNS):
+            code, out = self.run()
+            outs.append(f"exit {code}\n{out}")
+            sent, claimed = self.ledger()
+            if sent == ITEMS:
+                return outs
+            if claimed is not None:  # a dead run's lease: wait until it is stale
+                stale_at = claimed + LEASE
+                while datetime.now(UTC) <= stale_at + timedelta(seconds=1):
+                    assert time.monotonic() < deadline, "the dead run's lease outlived the test"
+                    time.sleep(min(1.0, max(0.05, (stale_at - datetime.now(UTC)).total_seconds())))
+            assert time.monotonic() < deadline, outs
+        sent, _ = self.ledger()
+        assert sent == ITEMS, f"ledger: {sent} of {ITEMS} sent after {RERUNS} reruns\n" + "\n".join(
+            o[-3000:] for o in outs
+        )
+        return outs
+
+    def everything_arrived(self) -> collections.Counter[str]:
+        """Once all runs are over: a marker sent last arrives after every earlier message."""
+        marker = f"end {time.monotonic_ns()}"
+        result = send_messages_sync(self.server.connection("sink"), self.jid, [("end", marker)])
+        assert result.error is None and result.sent == ["end"], result
+        r = self.receivers[-1]
+        deadline = time.monotonic() + 60
+        while marker not in r.messages:
+            assert time.monotonic() < deadline, f"marker not received: {len(r.messages)} messages"
+            r.wait_for(len(r.messages) + 1, timeout=max(0.1, deadline - time.monotonic()))
+        return collections.Counter(b for b in self.bodies if b != marker)
+
+    def close(self) -> None:
+        for r in self.receivers:
+            r.close()
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.fixture
+def setup(server: Prosody, tmp_path: Path, data_dir: Path, prefect_home: Path) -> Iterator[Setup]:
+    s = Setup(server, tmp_path, data_dir, prefect_home)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def check(setup: Setup, counts: collections.Counter[str], what: str) -> None:
+    lost = [b for b in expected_bodies() if counts[b] == 0]
+    extra = sorted(set(counts) - set(expected_bodies()))
+    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    print(f"\n{what}: {duplicates} duplicates, {len(lost)} lost")
+    assert not extra, extra[:10]
+    assert not lost, f"{what}: {len(lost)} lost, e.g. {lost[:10]}"
+    assert duplicates <= DUPLICATES_ALLOWED, (
+        f"{what}: {duplicates} duplicates (allowed {DUPLICATES_ALLOWED})"
+    )
+    assert setup.ledger()[0] == ITEMS
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_sender_killed_mid_batch_then_rerun(setup: Setup, fraction: float) -> None:
+    first = setup.receivers[0]
+    proc = setup.start_run()
+    killed: list[tuple[bool, int]] = []  # (was it still running, messages arrived then)
+
+    def kill() -> None:
+        killed.append((proc.poll() is None, len(first.messages)))
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    try:
+        first.at_count(int(ITEMS * fraction), kill)
+        first.wait_for(int(ITEMS * fraction), timeout=RUN_TIMEOUT)
+        proc.wait(timeout=30)
+    finally:
+        kill_group(proc)
+    [(running, at_kill)] = killed
+    assert running, "the run ended before the kill: nothing was tested"
+    held = setup.release_dead_runs_slot()
+    print(f"\nthe killed run left {held} concurrency slot(s) of {SLOT} taken")
+
+    setup.rerun_until_all_sent()
+
+    counts = setup.everything_arrived()
+    check(setup, counts, f"sender SIGKILLed after {at_kill} of {ITEMS} arrived")
+
+
+def test_server_killed_mid_batch_then_rerun(setup: Setup) -> None:
+    first = setup.receivers[0]
+    proc = setup.start_run()
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill() -> None:
+        killed.append(len(first.messages))
+        setup.server.kill()
+        done.set()
+
+    try:
+        first.at_count(ITEMS // 2, kill)
+        # The kill runs in the receiver's thread; the server starts again once it is dead.
+        assert done.wait(RUN_TIMEOUT), f"not killed: {len(first.messages)} arrived"
+        [at_kill] = killed
+        setup.server.start()
+        # The sender lost its connection; it retries (TRIGGERFLOW_RETRIES) or fails, and
+        # records what the server acknowledged.
+        proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        kill_group(proc)
+    setup.listen()  # the first client lost its connection with the server
+
+    setup.rerun_until_all_sent()
+
+    counts = setup.everything_arrived()
+    check(setup, counts, f"Prosody SIGKILLed after {at_kill} of {ITEMS} arrived")
