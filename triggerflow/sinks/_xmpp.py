@@ -15,11 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from prefect.concurrency.sync import concurrency
-
 from .. import _runtime
-from .._deployments import ensure_concurrency_limit
 from .._outbox import Attempt, Progress
+from .._slots import account_slot
 from .._steps import run_sink
 from .._xmpp import XMPPConnection, send_messages_sync
 from ..blocks import load_xmpp_account
@@ -132,14 +130,11 @@ class XMPPSender:
         by_key = {_key(i): i.key for i in items}
         log = _runtime.logger()
         log.info("xmpp → %s: sending %d message(s) as %s", self.target, len(items), conn.jid)
-        # One connection per account at a time, across every process that runs triggers: a
-        # Prefect global concurrency limit (servers throttle or kick parallel logins). Its
-        # lease is Prefect's shortest and renewed while we hold it, so a killed sender
-        # frees the slot within a minute, not after five.
-        slot = ensure_concurrency_limit("xmpp-" + re.sub(r"[^A-Za-z0-9_.@-]", "-", conn.jid))
-        with concurrency(
-            slot, occupy=1, strict=True, timeout_seconds=s.xmpp_timeout * 8, lease_duration=60
-        ):
+        # One connection per account at a time, across every process that runs triggers:
+        # a Prefect global concurrency limit (servers throttle or kick parallel logins),
+        # given back at once when the run that held it was killed (see _slots).
+        slot = "xmpp-" + re.sub(r"[^A-Za-z0-9_.@-]", "-", conn.jid)
+        with account_slot(slot, folder=s.data_dir / "slots", timeout=s.xmpp_timeout * 8):
 
             def answered(sent: list[str], rejected: dict[str, str]) -> None:
                 # On the event loop's thread: hand over and return (the ledger is written
