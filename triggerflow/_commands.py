@@ -1,7 +1,8 @@
 """Chat commands to the bot: a line of text in, a short plain-text answer out.
 
 Only the bot's owners may use them (``_bot.py`` checks the sender). Each command is a
-thin layer over the library, like the CLI: ``status`` reads the store, ``run`` asks
+thin layer over the library, like the CLI: ``status`` and ``list`` render the read model
+(``_read``: the values ``triggerflow status`` and ``list`` show too), ``run`` asks
 Prefect for a run of the trigger's deployment, ``vacation`` is ``triggerflow.vacation``.
 """
 
