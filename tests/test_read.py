@@ -207,3 +207,24 @@ def test_the_alerts_pseudo_trigger_is_named_once() -> None:
     from triggerflow import _alerts, _read
 
     assert _read.ALERTS == _alerts.ALERTS
+
+
+def test_cli_and_bot_say_alike_what_waits_for_a_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    from triggerflow._show import when
+    from triggerflow._store import now
+
+    chatty = ("chatty", "xmpp", "me@example.org")
+    keys = [i.key for i in _items(2)]
+    at = now()
+    with Store.default().transaction() as tx:
+        tx.upsert_items(_items(2), at)
+        tx.enqueue(chatty, keys, 10, at)
+        tx.record(chatty, at, sent=keys[:1])
+        # what a run of the sink with limit="1/hour" leaves (its claim writes the route)
+        tx.con.execute("INSERT INTO routes VALUES ('chatty', 'xmpp', 'me@example.org', '1/h')")
+    (w,) = tf.status().waiting
+    assert (w.trigger, w.queued, str(w.limit), w.allowed) == ("chatty", 1, "1/hour", 0)
+    assert w.next_at is not None and abs((w.next_at - at).total_seconds() - 3600) < 1
+    said = f"1 wait for the limit 1/hour; next at {when(w.next_at)}"
+    assert f"chatty → me@example.org: {said}" in _cli(["status"], capsys)
+    assert f"\n  {said}\n" in Commands(settings(), {}).status("")

@@ -61,7 +61,7 @@ def status_lines(st: Status, *, sources: bool = False) -> list[str]:
     """``triggerflow status``: the routes as a table, then what waits, fails and is held."""
     out: list[str] = []
     if not st.ran:
-        out.append(f"Nothing collected yet in {st.store}: no trigger has run.")
+        out.append("Nothing collected yet: no trigger has run (`triggerflow config`: where).")
     else:
         rows = [
             (r.trigger, f"{r.sink}:{r.target}", st.collected.get(r.trigger, 0), r.sent,
