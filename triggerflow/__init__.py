@@ -12,6 +12,10 @@ sinks publish the new ones, and DuckDB remembers what each target already got::
         '''New posts from the Python blog, to me.'''
         xmpp(rss("https://blog.python.org/feeds/posts/default"))
 
+What the store knows is read through ``status()`` (what was sent, queued, failed and
+why; who is paused), ``items(trigger=...)`` and ``sql("SELECT ...")``: the same values
+that ``triggerflow status``, the bot and the notebooks show.
+
 Names are loaded on first use, so that ``import triggerflow`` (and the worker
 processes that parse feeds) do not pay for importing Prefect until needed.
 """
@@ -29,6 +33,7 @@ __all__ = [
     "AccountNotChecked",
     "AccountNotConfigured",
     "ConfigurationError",
+    "FailedDelivery",
     "FeedError",
     "FeedInvalid",
     "FeedUnavailable",
@@ -37,7 +42,9 @@ __all__ = [
     "ItemRejected",
     "Items",
     "Limit",
+    "Pause",
     "PermanentError",
+    "RouteStatus",
     "RunResult",
     "SearchError",
     "SearchResults",
@@ -54,8 +61,11 @@ __all__ = [
     "SinkUnavailable",
     "SourceError",
     "SourceReport",
+    "SourceStatus",
+    "Status",
     "StoreBusyError",
     "StoreError",
+    "Table",
     "TransientError",
     "Trigger",
     "TriggerNotFound",
@@ -68,10 +78,13 @@ __all__ = [
     "XMPPUnavailable",
     "cron",
     "every",
+    "items",
     "rebuild_search_index",
     "search",
     "search_index_status",
     "settings",
+    "sql",
+    "status",
     "trigger",
 ]
 
@@ -80,6 +93,16 @@ _HOME = {
     "Items": "types",
     "SinkReport": "types",
     "SourceReport": "types",
+    "Table": "types",
+    # The read model: what `triggerflow status`, the bot and the notebooks show.
+    "FailedDelivery": "_read",
+    "Pause": "_read",
+    "RouteStatus": "_read",
+    "SourceStatus": "_read",
+    "Status": "_read",
+    "items": "_read",
+    "sql": "_read",
+    "status": "_read",
     "RunResult": "_trigger",
     "Trigger": "_trigger",
     "trigger": "_trigger",
@@ -97,6 +120,16 @@ _HOME = {
 }
 
 if TYPE_CHECKING:
+    from ._read import (
+        FailedDelivery,
+        Pause,
+        RouteStatus,
+        SourceStatus,
+        Status,
+        items,
+        sql,
+        status,
+    )
     from ._search import SearchResults, rebuild_search_index, search, search_index_status
     from ._trigger import RunResult, Trigger, trigger
     from .config import Settings, settings
@@ -135,7 +168,7 @@ if TYPE_CHECKING:
     )
     from .limits import Limit
     from .schedules import cron, every
-    from .types import Item, Items, SinkReport, SourceReport
+    from .types import Item, Items, SinkReport, SourceReport, Table
 
 
 def __getattr__(name: str) -> Any:

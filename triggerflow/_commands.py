@@ -1,23 +1,27 @@
 """Chat commands to the bot: a line of text in, a short plain-text answer out.
 
 Only the bot's owners may use them (``_bot.py`` checks the sender). Each command is a
-thin layer over the library, like the CLI: ``status`` reads the store, ``run`` asks
+thin layer over the library, like the CLI: ``status`` and ``list`` render the read model
+(``_read``: the values ``triggerflow status`` and ``list`` show too), ``run`` asks
 Prefect for a run of the trigger's deployment, ``vacation`` is ``triggerflow.vacation``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._paused import paused_reasons
+from ._show import held_line, next_slot, pause_lines, vacation_line
 from ._store import Store
 from .config import Settings
 from .exceptions import TriggerflowError
 
+if TYPE_CHECKING:
+    from ._read import TriggerLine
+
 HELP = """\
 Commands:
-  status               what was sent, what waits, what fails
+  status [NAME]        what was sent, what waits, what fails
   list                 the triggers and whether they are paused
   run NAME             run a trigger now
   pause NAME / resume NAME
@@ -31,7 +35,8 @@ class Commands:
 
     def __init__(self, s: Settings, triggers: Mapping[str, Any]) -> None:
         self.settings = s
-        self.triggers = dict(triggers)
+        # serve's own mapping, not a copy: the watcher adds and removes triggers in it
+        self.triggers = triggers
         self._table: dict[str, Callable[[str], str]] = {
             "help": lambda _: HELP,
             "status": self.status,
@@ -57,34 +62,43 @@ class Commands:
             return f"✗ {e}"
 
     # -- the commands ---------------------------------------------------------------
-    def status(self, _: str) -> str:
-        store = Store.default(self.settings)
-        with store.transaction(commit=False) as tx:
-            routes = tx.route_status()
-            sources = tx.source_status()
-            vacation = tx.vacation()
-        lines = []
-        if vacation.active:
-            lines.append(f"On vacation since {vacation.since:%Y-%m-%d %H:%M}.")
-        for r in routes:
-            bits = [f"{r.sent} sent"]
-            more = ((r.queued, "queued"), (r.failed + r.dead, "failed"))
-            bits += [f"{n} {w}" for n, w in more if n]
+    def status(self, rest: str) -> str:
+        from ._read import status
+
+        name = rest.split(maxsplit=1)[0] if rest else None
+        st = status(name, failures=0, store=Store.default(self.settings))
+        lines = [line] if (line := vacation_line(st)) else []
+        lines += pause_lines(st.pauses)
+        waiting = {(w.trigger, w.sink, w.target): w for w in st.waiting}
+        for r in st.routes:
+            counts = ((r.queued, "queued"), (r.failed, "failed"), (r.dead, "dead"))
+            bits = [f"{r.sent} sent"] + [f"{n} {what}" for n, what in counts if n]
+            bits += [f"{r.skipped} skipped"] if r.skipped else []
             lines.append(f"{r.trigger} → {r.target}: {', '.join(bits)}")
+            if w := waiting.get((r.trigger, r.sink, r.target)):
+                lines.append(f"  {w.queued} wait for the limit {w.limit}; next {next_slot(w)}")
+            if r.held:
+                lines.append(f"  {held_line(r)}")
             if r.last_error and (r.queued or r.failed or r.dead):
                 lines.append(f"  why: {r.last_error}")
-        failing = [x for x in sources if x.last_error]
-        lines.append(f"Sources: {len(sources)}, failing: {len(failing)}")
+        sent = {r.trigger for r in st.routes}
+        lines += [f"{t}: {n} items, none sent" for t, n in st.collected.items() if t not in sent]
+        if not st.ran:
+            return "\n".join([*lines, "Nothing collected yet."])
+        failing = st.failing_sources
+        lines.append(f"Sources: {len(st.sources)}, failing: {len(failing)}")
         lines += [f"  ✗ {x.source}: {x.last_error}" for x in failing[:5]]
-        return "\n".join(lines) if routes or sources else "Nothing collected yet."
+        return "\n".join(lines)
 
     def list(self, _: str) -> str:
-        held = paused_reasons(self.triggers)
-        lines = []
-        for name, t in sorted(self.triggers.items()):
-            when = t.when
-            state = f"paused ({held[name]})" if name in held else "active"
-            lines.append(f"{name} ({when}): {state}")
+        import os
+
+        from ._read import listing
+
+        api_url = os.environ.get("PREFECT_API_URL")  # serve's own server
+        found = listing(dict(self.triggers), api_url=api_url, s=self.settings)
+        lines = [line] if (line := vacation_line(found)) else []
+        lines += [f"{t.name} ({t.schedule}): {_state(t)}" for t in found.triggers]
         return "\n".join(lines) or "No triggers."
 
     def _name(self, rest: str, command: str) -> str:
@@ -141,3 +155,12 @@ class Commands:
         if not hits:
             return f"No item matches {rest!r}."
         return "\n".join(f"{i.title} {i.link}".strip() for i in hits)
+
+
+def _state(t: TriggerLine) -> str:
+    """A trigger's state in a chat line: as ``triggerflow list`` says it, with the reason."""
+    if t.state == "paused":
+        return str(t.pause) if t.pause else "paused (in Prefect)"
+    if t.state in ("not configured", "unchecked", "broken") and t.problems:
+        return f"{t.state}: {'; '.join(t.problems)}"
+    return "state unknown (no Prefect server)" if t.state == "unknown" else t.state

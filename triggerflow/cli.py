@@ -11,9 +11,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
+from ._show import table as _table
+from ._show import when as _when
 from .config import Settings, settings
 from .exceptions import ConfigurationError, TriggerflowError
 
@@ -24,25 +25,9 @@ TRIGGERFLOW_XMPP_DEFAULT_PASSWORD (see README, "Accounts").
 """
 
 
-# _alerts.ALERTS, the failure alerts' pseudo-trigger (importing _alerts loads Prefect)
-ALERTS = "_alerts"
-
-
 def say(text: str = "") -> None:
     """Print one line of output now (also when piped)."""
     print(text, flush=True)
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _when(t: datetime | None) -> str:
-    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t else "-"
 
 
 # -- commands -----------------------------------------------------------------------
@@ -59,6 +44,8 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
 
     api_url = prepare_environment(s)  # before anything imports prefect
     from ._discovery import discover
+    from ._read import listing
+    from ._show import list_lines
 
     found = discover(s.flows_dir)
     for why in found.errors.values():
@@ -69,49 +56,8 @@ def cmd_list(s: Settings, args: argparse.Namespace) -> int:
             " is, or name it: --flows DIR or TRIGGERFLOW_FLOWS_DIR."
         )
         return 1 if found.errors else 0
-    info: dict[str, Any] = {}
-    note = "Prefect: not running (start `triggerflow serve` to see paused/last run)"
-    if api_url:
-        from ._deployments import deployment_info
-
-        try:
-            info = deployment_info(sorted(found.triggers))
-            note = f"Prefect: {api_url}"
-        except TriggerflowError as e:
-            note = str(e)
-    from . import vacation
-    from ._prefect_server import serve_problems
-
-    held = vacation.paused_reasons(found.triggers)
-    broken = serve_problems(s)  # what the running serve could not deploy, and why
-    rows = []
-    for name, t in sorted(found.triggers.items()):
-        problems = t.check()
-        d = info.get(name)
-        if name in broken:
-            status = "broken"
-        elif problems and all("not checked" in p for p in problems):
-            status = "unchecked"
-        elif problems:
-            status = "not configured"
-        elif name in held:
-            status = "paused (vacation)" if held[name].startswith("on vacation") else "paused"
-        elif d is None:
-            status = "?"
-        elif not d.deployed:
-            status = "not deployed"
-        else:
-            status = "paused" if d.paused else "active"
-        last = f"{d.last_state} {_when(d.last_run_at)}" if d and d.last_state else "-"
-        rows.append((name, t.when, status, last, _when(d.next_run_at if d else None)))
-    say(_table(rows, ("TRIGGER", "SCHEDULE", "STATUS", "LAST RUN", "NEXT RUN")))
-    for name, t in sorted(found.triggers.items()):
-        for problem in ([broken[name]] if name in broken else []) + t.check():
-            say(f"  {name}: {problem}")
-    away = vacation.status()
-    if away.active and away.since is not None:
-        say(f"On vacation since {_when(away.since)}" + (f": {away.note}" if away.note else ""))
-    say(note)
+    for line in list_lines(listing(found.triggers, api_url=api_url, s=s)):
+        say(line)
     return 1 if found.errors else 0
 
 
@@ -191,87 +137,13 @@ def cmd_preview(s: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(s: Settings, args: argparse.Namespace) -> int:
+    from ._read import status
+    from ._show import status_lines
     from ._store import Store
 
-    if not s.store_path.exists():
-        say(f"No store yet at {s.store_path}: no trigger has run.")
-        return 0
-    store = Store.default(s)
-    from ._store import now
-    from .limits import parse_limit
-
-    # `list` shows names as the user wrote them in flows/; the store keeps them with _
-    name = args.name.replace("-", "_") if args.name else None
-    with store.transaction(commit=False) as tx:
-        routes = tx.route_status()
-        collected = tx.items_per_trigger()
-        failures = tx.failures(args.failures, name)
-        sources = tx.source_status()
-        webhooks = [] if name else tx.inbox_counts("github")
-        if name:
-            known = {r.trigger for r in routes} | set(collected)
-            if name not in known:
-                names = ", ".join(sorted(known)) or "none yet"
-                raise TriggerflowError(
-                    f"status: no trigger named {args.name!r} has run (triggers that ran: {names})"
-                )
-            routes = [r for r in routes if r.trigger == name]
-            collected = {t: n for t, n in collected.items() if t == name}
-            sources = [src for src in sources if name in src.triggers]
-        elif not args.all:
-            # The failure alerts' own deliveries are not a trigger of the user's.
-            routes = [r for r in routes if r.trigger != ALERTS]
-            failures = [f for f in failures if f[0] != ALERTS]
-        next_slot = {
-            (r.sink, r.target): tx.allowance(r.sink, r.target, parse_limit(r.limit), now())
-            for r in routes
-            if r.limit and r.queued
-        }
-    rows = [
-        (r.trigger, f"{r.sink}:{r.target}", collected.get(r.trigger, 0), r.sent, r.queued,
-         r.failed + r.dead, r.skipped, _when(r.last_sent))
-        for r in routes
-    ]  # fmt: skip
-    names = {r.trigger for r in routes}
-    rows += [(t, "-", n, 0, 0, 0, 0, "-") for t, n in sorted(collected.items()) if t not in names]
-    say(
-        _table(
-            rows,
-            ("TRIGGER", "TARGET", "ITEMS", "SENT", "QUEUED", "FAILED", "SKIPPED", "LAST SENT"),
-        )
-    )
-    for r in routes:
-        if (r.sink, r.target) in next_slot:
-            allowed, at = next_slot[(r.sink, r.target)]
-            when = "now" if allowed else f"at {_when(at)}" if at else "when a send completes"
-            limit = parse_limit(r.limit)  # as str(Limit) says it now, also for an old row
-            say(f"  {r.trigger} → {r.target}: {r.queued} wait for the limit {limit}; next {when}")
-    errors = [r for r in routes if r.last_error and (r.queued or r.failed or r.dead)]
-    if errors:
-        say("\nWhy items are waiting:")
-        for r in errors:
-            say(f"  {r.trigger} → {r.target}: {r.last_error}")
-    if failures:
-        say("\nFailed deliveries (newest first):")
-        for trig, target, state, title, why in failures:
-            say(f"  {trig} → {target} [{state}] {title}: {why}")
-    if webhooks:
-        taken = ", ".join(f"{e} {n}" for e, n, ignored in webhooks if not ignored) or "none"
-        left = ", ".join(f"{e} {n}" for e, n, ignored in webhooks if ignored) or "none"
-        say(f"\nGitHub webhooks received: {sum(n for _, n, _ in webhooks)}")
-        say(f"  announced: {taken}")
-        say(f"  ignored (events that are not announced): {left}")
-    bad = [src for src in sources if src.last_error]
-    say(f"\nSources: {len(sources)}, failing: {len(bad)}")
-    for src in bad:
-        say(f"  ✗ {src.source} (since {_when(src.last_error_at)}): {src.last_error}")
-    if args.sources:
-        say(
-            _table(
-                [(x.source, x.kind, x.items, _when(x.last_success)) for x in sources],
-                ("SOURCE", "KIND", "ITEMS", "LAST SUCCESS"),
-            )
-        )
+    st = status(args.name, failures=args.failures, alerts=args.all, store=Store.default(s))
+    for line in status_lines(st, sources=args.sources):
+        say(line)
     return 0
 
 
@@ -367,7 +239,6 @@ def cmd_feeds(s: Settings, args: argparse.Namespace) -> int:
 
 def cmd_search(s: Settings, args: argparse.Namespace) -> int:
     from . import _search as search
-    from .types import _cut
 
     def progress(done: int, total: int) -> None:
         print(f"  indexed {done:,} of {total:,} items", file=sys.stderr, flush=True)
@@ -392,12 +263,10 @@ def cmd_search(s: Settings, args: argparse.Namespace) -> int:
     if not hits:
         say(f"No item matches {query!r}.")
         return 0
-    rows = []
-    for item, score in zip(hits, hits.scores, strict=True):
-        when = item.published.astimezone().strftime("%Y-%m-%d") if item.published else "-"
-        title = _cut(item.display_title, 60)
-        rows.append((f"{score:.2f}", when, title, item.link or item.source))
-    say(_table(rows, ("SCORE", "DATE", "TITLE", "LINK")))
+    from ._show import search_lines
+
+    for line in search_lines(hits):
+        say(line)
     return 0
 
 

@@ -1,40 +1,40 @@
-"""Jupyter helpers: one set-up call, stored items and SQL over the store as tables.
+"""Jupyter helpers: one set-up call; the store's items, status and SQL as tables.
 
 ::
 
     from triggerflow import notebook as nb
     nb.setup()                        # first cell: quiet Prefect, find a running serve
     nb.items(trigger="python_news")   # the newest stored items, as a table
+    nb.status()                       # what `triggerflow status` shows, as values
     nb.sql("SELECT source, count(*) AS n FROM items GROUP BY ALL ORDER BY n DESC")
 
-Every query opens the store for one short transaction and closes it again: a
-connection kept open in a kernel would lock ``triggerflow serve`` and its runs out of
-the file (shared notes/notebooks.md, rule 6).
+``items``, ``status`` and ``sql`` are :func:`triggerflow.items`, :func:`triggerflow.status`
+and :func:`triggerflow.sql` (the read model that the CLI and the bot show too), here
+for one import. Every query opens the store for one short transaction and closes it
+again: a connection kept open in a kernel would lock ``triggerflow serve`` and its runs
+out of the file (shared notes/notebooks.md, rule 6).
 """
 
 from __future__ import annotations
 
 import atexit
-import html
 import logging
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
-from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._store import Store
+from ._read import items, sql, status
 from .config import Settings, settings
 from .exceptions import FlowsLoadError
-from .types import Items, _cut
+from .types import Table
 
 if TYPE_CHECKING:
     from ._trigger import Trigger
 
-__all__ = ["Table", "items", "setup", "sql", "triggers"]
+__all__ = ["Table", "items", "setup", "sql", "status", "triggers"]
 
 
 def setup(
@@ -94,93 +94,6 @@ def _remove_scratch() -> None:
         # ignore_errors: a file still open (a DuckDB file on some systems) must not turn
         # the kernel's exit into a traceback; /tmp is cleaned some day anyway.
         shutil.rmtree(_scratch.pop(), ignore_errors=True)
-
-
-class Table:
-    """Rows with named columns that render as a table in Jupyter (``.df()`` for pandas)."""
-
-    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self.columns = list(columns)
-        self.rows = [tuple(r) for r in rows]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def column(self, name: str) -> list[Any]:
-        """One column's values, e.g. to plot them."""
-        try:
-            i = self.columns.index(name)
-        except ValueError:
-            raise KeyError(f"no column {name!r}; columns: {', '.join(self.columns)}") from None
-        return [r[i] for r in self.rows]
-
-    def df(self) -> Any:
-        """A pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as e:  # pragma: no cover - depends on the user's environment
-            raise ImportError("Table.df() needs pandas: pip install pandas") from e
-        return pd.DataFrame(self.rows, columns=self.columns)
-
-    def __repr__(self) -> str:
-        cells = [self.columns] + [[_text(v) for v in r] for r in self.rows[:50]]
-        widths = [min(40, max(len(c[i]) for c in cells)) for i in range(len(self.columns))]
-        lines = [
-            "  ".join(_cut(c, w).ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        if len(self.rows) > 50:
-            lines.append(f"… {len(self.rows) - 50} more rows")
-        return "\n".join(line.rstrip() for line in lines)
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cut(_text(v), 100))}</td>" for v in r) + "</tr>"
-            for r in self.rows[:500]
-        )
-        more = f"<p>… {len(self.rows) - 500} more rows</p>" if len(self.rows) > 500 else ""
-        return (
-            f"<p>{len(self.rows)} rows</p><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>{more}"
-        )
-
-
-def _text(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, datetime):
-        return v.isoformat(sep=" ", timespec="minutes")
-    if isinstance(v, date):
-        return v.isoformat()
-    return str(v)
-
-
-def sql(query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Table:
-    """Run one SQL query on the store (tables ``items``, ``deliveries``, ``sources``…).
-
-    The transaction is rolled back afterwards: this is for looking, not for changing.
-    """
-    store = Store.default()
-    with store.transaction(commit=False) as tx:
-        columns, rows = tx.query(query, params)
-    return Table(columns, rows)
-
-
-def items(
-    *,
-    trigger: str | None = None,
-    source: str | None = None,
-    since: str | datetime | date | None = None,
-    limit: int = 100,
-) -> Items:
-    """Stored items, newest first: all, a trigger's, or those of sources matching ``source``."""
-    from ._search import parse_time
-
-    when = parse_time(since, "since") if since is not None else None
-    with Store.default().transaction(commit=False) as tx:
-        found = tx.items(trigger=trigger or None, source=source or None, since=when, limit=limit)
-    return Items(found)
 
 
 def triggers() -> dict[str, Trigger]:

@@ -6,11 +6,11 @@ import html
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from html.parser import HTMLParser
 from typing import Any, overload
 
-__all__ = ["Failure", "Item", "ItemKey", "Items", "Route", "SinkReport", "SourceReport"]
+__all__ = ["Failure", "Item", "ItemKey", "Items", "Route", "SinkReport", "SourceReport", "Table"]
 
 
 # An item's identity in the store: (source, id).
@@ -226,6 +226,72 @@ class Items(Sequence[Item]):
             f"<p>{len(self._items)} items</p><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>{more}"
         )
+
+
+class Table:
+    """Rows with named columns that render as a table in Jupyter (``.df()`` for pandas).
+
+    What :func:`triggerflow.sql` returns. ``columns`` are the column names, ``rows`` the
+    rows as tuples in that order; ``.column(name)`` gives one column's values.
+    """
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.columns = list(columns)
+        self.rows = [tuple(r) for r in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[Any]:
+        """One column's values, e.g. to plot them."""
+        try:
+            i = self.columns.index(name)
+        except ValueError:
+            raise KeyError(f"no column {name!r}; columns: {', '.join(self.columns)}") from None
+        return [r[i] for r in self.rows]
+
+    def df(self) -> Any:
+        """A pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the user's environment
+            raise ImportError("Table.df() needs pandas: pip install pandas") from e
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+    def __repr__(self) -> str:
+        cells = [self.columns] + [[_cell_text(v) for v in r] for r in self.rows[:50]]
+        widths = [min(40, max(len(c[i]) for c in cells)) for i in range(len(self.columns))]
+        lines = [
+            "  ".join(_cut(c, w).ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        if len(self.rows) > 50:
+            lines.append(f"… {len(self.rows) - 50} more rows")
+        return "\n".join(line.rstrip() for line in lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td>{html.escape(_cut(_cell_text(v), 100))}</td>" for v in r)
+            + "</tr>"
+            for r in self.rows[:500]
+        )
+        more = f"<p>… {len(self.rows) - 500} more rows</p>" if len(self.rows) > 500 else ""
+        return (
+            f"<p>{len(self.rows)} rows</p><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>{more}"
+        )
+
+
+def _cell_text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, datetime):
+        return v.isoformat(sep=" ", timespec="minutes")
+    if isinstance(v, date):
+        return v.isoformat()
+    return str(v)
 
 
 class _TextOnly(HTMLParser):

@@ -19,7 +19,7 @@ from ._inbox import Delivery, InboxMixin
 from ._items import ITEM_SELECT, ItemsMixin, SourceState, row_to_item
 from ._ledger import Claim, LedgerMixin
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED, VERSION
-from ._status import RouteStatus, SourceStatus, StatusMixin
+from ._status import FailedDelivery, RouteStatus, SourceStatus, StatusMixin
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -30,6 +30,7 @@ __all__ = [
     "Claim",
     "Delivery",
     "DuckDBTransaction",
+    "FailedDelivery",
     "ITEM_SELECT",
     "FAILED",
     "QUEUED",

@@ -23,6 +23,7 @@ class Vacation:
     note: str | None = None
     resume: tuple[str, ...] = ()  # the triggers that were active when it began
     paused: dict[str, datetime] = field(default_factory=dict)  # by hand, with when
+    notes: dict[str, str] = field(default_factory=dict)  # why, for those paused with a note
 
 
 class ControlMixin(TransactionBase):
@@ -30,11 +31,13 @@ class ControlMixin(TransactionBase):
 
     def vacation(self) -> Vacation:
         """The current vacation and pauses."""
-        paused = dict(self.con.execute("SELECT trigger, paused_at FROM pauses").fetchall())
+        rows = self.con.execute("SELECT trigger, paused_at, note FROM pauses").fetchall()
+        paused = {trigger: at for trigger, at, _ in rows}
+        notes = {trigger: note for trigger, _, note in rows if note}
         row = self.con.execute("SELECT since, note, resume FROM vacation WHERE id = 1").fetchone()
         if row is None:
-            return Vacation(paused=paused)
-        return Vacation(True, row[0], row[1], tuple(row[2]), paused)
+            return Vacation(paused=paused, notes=notes)
+        return Vacation(True, row[0], row[1], tuple(row[2]), paused, notes)
 
     def start_vacation(self, since: datetime, note: str | None, resume: Sequence[str]) -> None:
         self.con.execute(

@@ -21,7 +21,7 @@ from ._control import Vacation
 from ._inbox import Delivery
 from ._items import SourceState
 from ._ledger import Claim, Key
-from ._status import RouteStatus, SourceStatus
+from ._status import FailedDelivery, RouteStatus, SourceStatus
 
 __all__ = ["StoreBackend", "Transaction"]
 
@@ -163,6 +163,12 @@ class Transaction(Protocol):
 
     def failures(self, limit: int = 20, trigger: str | None = None) -> list[tuple[str, ...]]:
         """The latest failed or dead deliveries (of ``trigger``, else of all):"""
+        ...
+
+    def failed_deliveries(
+        self, limit: int = 20, trigger: str | None = None, *, leave_out: Sequence[str] = ()
+    ) -> list[FailedDelivery]:
+        """The latest failed or dead deliveries, newest first (of ``trigger``, else all)."""
         ...
 
     def source_status(self) -> list[SourceStatus]:

@@ -15,7 +15,26 @@ from ._schema import DEAD, FAILED, QUEUED
 
 @dataclass(frozen=True)
 class RouteStatus:
-    """Delivery counts of one (trigger, sink, target)."""
+    """Delivery counts of one (trigger, sink, target): a route of :func:`triggerflow.status`.
+
+    Attributes:
+        trigger: the trigger that delivers.
+        sink: the sink (``xmpp``, ``feed``, ``mastodon``…).
+        target: who receives (a JID, a room, a feed name…).
+        sent: items delivered and confirmed.
+        queued: items owed (waiting for the next run, a limit, or being sent now).
+        failed: items refused for good (``triggerflow retry`` owes them again).
+        dead: items given up after the maximum of attempts (``retry --dead``).
+        skipped: items left out on purpose (the first run's cut, a vacation's backlog).
+        last_error: the latest error of any of its deliveries, if any.
+        last_sent: when the last item went out.
+        limit: the publication limit the sink last ran with (``"5/hour"``), if any.
+        held: of ``queued``, the items a run has claimed and is sending (or was, when it
+            died: the next run takes them over at once if it died on this host, else
+            once ``held_until`` passed).
+        held_by: who holds them, ``host:pid:start`` each (``_store._owners``).
+        held_until: when the last of those claims ends.
+    """
 
     trigger: str
     sink: str
@@ -28,11 +47,49 @@ class RouteStatus:
     last_error: str | None
     last_sent: datetime | None
     limit: str | None = None  # the publication limit the sink last ran with
+    held: int = 0
+    held_by: tuple[str, ...] = ()
+    held_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    """One delivery that failed for good (``failed``) or was given up (``dead``).
+
+    Attributes:
+        trigger: the trigger that owes it.
+        sink: the sink it was for (``xmpp``, ``feed``, ``mastodon``…).
+        target: where it was to go (a JID, a room, a feed name…).
+        state: ``failed`` (refused: a bounce, an unknown recipient; not tried again until
+            ``triggerflow retry``) or ``dead`` (given up after the maximum of attempts;
+            ``triggerflow retry --dead``).
+        title: the item's title (its id when the item has none stored).
+        reason: the last error, as the sink reported it.
+        at: when it was last tried.
+    """
+
+    trigger: str
+    sink: str
+    target: str
+    state: str
+    title: str
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True)
 class SourceStatus:
-    """Fetch state of one source, as remembered by the store."""
+    """Fetch state of one source, as remembered by the store.
+
+    Attributes:
+        source: the source's key (a feed's URL as written in the trigger).
+        kind: ``rss``, ``github``, ``mastodon``…
+        items: items stored from it.
+        last_success: when it last answered (also with "not modified").
+        last_error: why its last fetch failed, or None when it worked.
+        last_error_at: when that was.
+        triggers: the triggers that read it, by name.
+    """
 
     source: str
     kind: str
@@ -58,11 +115,15 @@ class StatusMixin(TransactionBase):
                    arg_max(last_error, updated_at) FILTER (last_error IS NOT NULL),
                    max(sent_at),
                    (SELECT r.limit_spec FROM routes r WHERE r.trigger = d.trigger
-                      AND r.sink = d.sink AND r.target = d.target)
+                      AND r.sink = d.sink AND r.target = d.target),
+                   count(*) FILTER (state = 'sending'),
+                   coalesce(list(DISTINCT claimed_by ORDER BY claimed_by)
+                            FILTER (state = 'sending' AND claimed_by IS NOT NULL), []),
+                   max(lease_until) FILTER (state = 'sending')
             FROM deliveries d GROUP BY ALL ORDER BY trigger, sink, target
             """
         ).fetchall()
-        return [RouteStatus(*r) for r in rows]
+        return [RouteStatus(*r[:12], tuple(r[12]), r[13]) for r in rows]
 
     def failures(self, limit: int = 20, trigger: str | None = None) -> list[tuple[str, ...]]:
         """The latest failed or dead deliveries (of ``trigger``, else of all):
@@ -168,3 +229,23 @@ class StatusMixin(TransactionBase):
         cur = self.con.execute(sql, params or [])
         rows = cur.fetchall()
         return [d[0] for d in cur.description or []], rows
+
+    def failed_deliveries(
+        self, limit: int = 20, trigger: str | None = None, *, leave_out: Sequence[str] = ()
+    ) -> list[FailedDelivery]:
+        """The latest failed or dead deliveries, newest first: of ``trigger``, else of every
+        trigger but those in ``leave_out``."""
+        rows = self.con.execute(
+            """
+            SELECT d.trigger, d.sink, d.target, d.state, coalesce(i.title, d.item_id),
+                   coalesce(d.last_error, ''), d.updated_at
+            FROM deliveries d LEFT JOIN items i ON i.source = d.source AND i.id = d.item_id
+            WHERE d.state IN ($failed, $dead)
+              AND ($trigger::VARCHAR IS NULL OR d.trigger = $trigger)
+              AND ($trigger::VARCHAR IS NOT NULL OR NOT list_contains($leave_out, d.trigger))
+            ORDER BY d.updated_at DESC, d.trigger, d.target LIMIT $limit
+            """,
+            {"failed": FAILED, "dead": DEAD, "trigger": trigger,
+             "leave_out": list(leave_out), "limit": limit},
+        ).fetchall()  # fmt: skip
+        return [FailedDelivery(*r) for r in rows]
