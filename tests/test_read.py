@@ -17,11 +17,12 @@ from triggerflow._store import Store
 from triggerflow.cli import main
 from triggerflow.config import settings
 from triggerflow.exceptions import TriggerNotFound
+from triggerflow.types import Route
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)
-NEWS = ("news", "xmpp", "me@example.org")
-ALERTS = ("_alerts", "xmpp", "owner@example.org")
+NEWS = Route("news", "xmpp", "me@example.org")
+ALERTS = Route("_alerts", "xmpp", "owner@example.org")
 
 
 def _items(n: int) -> list[Item]:
@@ -213,7 +214,7 @@ def test_cli_and_bot_say_alike_what_waits_for_a_limit(capsys: pytest.CaptureFixt
     from triggerflow._show import when
     from triggerflow._store import now
 
-    chatty = ("chatty", "xmpp", "me@example.org")
+    chatty = Route("chatty", "xmpp", "me@example.org")
     keys = [i.key for i in _items(2)]
     at = now()
     with Store.default().transaction() as tx:
@@ -228,3 +229,41 @@ def test_cli_and_bot_say_alike_what_waits_for_a_limit(capsys: pytest.CaptureFixt
     said = f"1 wait for the limit 1/hour; next at {when(w.next_at)}"
     assert f"chatty → me@example.org: {said}" in _cli(["status"], capsys)
     assert f"\n  {said}\n" in Commands(settings(), {}).status("")
+
+
+def test_status_says_what_a_run_holds_and_whether_it_died(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Items claimed by a killed run are shown, with what happens to them, in CLI and bot."""
+    import subprocess
+    import sys
+
+    from triggerflow._store._owners import pid_of, this_process
+
+    script = "from triggerflow._store._owners import this_process as t; print(t())"
+    gone = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()  # that process has ended: its claims are a dead run's
+    s = Store.default()
+    keys = [i.key for i in _items(5)]
+    now = datetime.now(UTC)
+    with s.transaction() as tx:
+        tx.upsert_items(_items(5), now)
+        tx.link_trigger_sources("news", ["feed"])
+        tx.enqueue(NEWS, keys, 10, now)
+        tx.claim(NEWS, now, limit=tf.Limit(3, timedelta(hours=1)), owner=gone)
+    (route,) = tf.status().routes
+    assert (route.queued, route.held, route.held_by) == (5, 3, (gone,))
+    dead = f"news → me@example.org: 3 held by a run that died (pid {pid_of(gone)})"
+    assert main(["status"]) == 0
+    assert dead in capsys.readouterr().out
+    bot = Commands(settings(), {}).status("")
+    assert dead.split(": ", 1)[1] in bot
+
+    later = Route("news", "xmpp", "you@example.org")
+    with s.transaction() as tx:  # a live run (this process) on another route
+        tx.enqueue(later, keys, 10, now)
+        tx.claim(later, now, owner=this_process())
+    assert main(["status"]) == 0
+    live = capsys.readouterr().out
+    assert "you@example.org: 5 being sent by a run (pid" in live and "its claim holds until" in live
