@@ -23,7 +23,7 @@ from ._items import SourceState
 from ._ledger import Claim, Key
 from ._status import FailedDelivery, RouteStatus, SourceStatus
 
-__all__ = ["StoreBackend", "Transaction"]
+__all__ = ["StoreBackend", "Transaction", "TransactionSource"]
 
 
 class StoreBackend(Protocol):
@@ -31,6 +31,18 @@ class StoreBackend(Protocol):
 
     def transaction(self, *, commit: bool = True) -> AbstractContextManager[Transaction]:
         """A short unit of work; ``commit=False`` rolls it back (dry runs, reads)."""
+        ...
+
+    def burst(self) -> AbstractContextManager[TransactionSource]:
+        """A connection kept for a quick series of transactions (the outbox's recorder)."""
+        ...
+
+
+class TransactionSource(Protocol):
+    """Where transactions come from: an open connection of :meth:`StoreBackend.burst`."""
+
+    def transaction(self, *, commit: bool = True) -> AbstractContextManager[Transaction]:
+        """One unit of work, committed (or rolled back) at the end."""
         ...
 
 
