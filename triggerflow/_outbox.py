@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -38,11 +39,6 @@ from ._store._owners import this_process
 from .exceptions import ItemRejected, SinkError, StoreError, TransientError, TriggerflowError
 from .limits import Limit
 from .types import Failure, Item, ItemKey, Items, Route, SinkReport
-
-# How long the recorder keeps the store open without an answer to write: a stream of
-# acknowledgements (one per 100 messages, every ~40 ms at 2,500 messages/s) stays in one
-# open file, and a pause gives other processes the file back.
-BURST_IDLE = 0.2
 
 __all__ = [
     "Attempt",
@@ -208,8 +204,12 @@ def deliver(
         report.queued = report.held
         return report
     attempts = {i.key: Attempt(delivery_id(route, i), i.key in tried) for i in owed}
-    # A poster waits for each request anyway: the file is not kept open across them.
-    idle = 0.0 if isinstance(sink, Poster) else BURST_IDLE
+    # A poster waits for each request anyway: the file is not kept open across them. A
+    # batch sender streams answers: the file is opened before it starts (opening takes up
+    # to a few hundred ms on a busy machine, while acknowledgements pile up) and kept
+    # open until the batch ends, so other processes wait for the store that long (about
+    # a second for 2,000 XMPP messages).
+    idle = 0.0 if isinstance(sink, Poster) else None
     recorder = _Recorder(store, route, {i.key: i for i in owed}, report, idle=idle)
     error: TriggerflowError | None = None
     try:
@@ -293,9 +293,13 @@ def _post_each(
 class _Recorder:
     """The :class:`Progress` of one delivery: answers go to the ledger from a thread.
 
-    The sender's thread only appends to a list; the recorder writes whatever gathered
-    in one transaction, then looks again. So a burst of acknowledgements costs a few
-    transactions, and the unrecorded window is one transaction long.
+    The sender's thread hands its answers over; the recorder writes whatever gathered
+    in one transaction, then looks again, and the sender's next report waits until the
+    previous one is written. So a burst of acknowledgements costs a few transactions, and
+    what is confirmed but not in the ledger is never more than one report.
+
+    ``idle``: how long the store stays open without anything to write (0: closed after
+    each write, for posters; None: open from the start until the batch ends, for senders).
     """
 
     def __init__(
@@ -305,7 +309,7 @@ class _Recorder:
         items: Mapping[ItemKey, Item],
         report: SinkReport,
         *,
-        idle: float = BURST_IDLE,
+        idle: float | None = 0.0,
     ) -> None:
         self.store, self.route, self.items, self.report = store, route, items, report
         self.idle = idle
@@ -323,6 +327,7 @@ class _Recorder:
     # -- Progress ------------------------------------------------------------------
     def sent(self, keys: Iterable[ItemKey]) -> None:
         with self._cond:
+            self._wait_for_the_last()
             if self.error is not None:  # not recorded: stays owed
                 return
             new = [k for k in keys if k in self.items and k not in self.answered]
@@ -333,12 +338,24 @@ class _Recorder:
 
     def rejected(self, key: ItemKey, reason: str) -> None:
         with self._cond:
+            self._wait_for_the_last()
             if self.error is not None or key not in self.items or key in self.answered:
                 return
             self.answered.add(key)
             self._rejected[key] = reason
             self._pending += 1
             self._cond.notify_all()
+
+    def _wait_for_the_last(self) -> None:
+        # Back-pressure: the sender goes on only once the previous answers are written, so
+        # what is confirmed but not yet recorded is never more than one report (an ack's
+        # worth: ~100 XMPP messages), however slow the store is on a busy machine.
+        deadline = time.monotonic() + self.store.wait
+        while self._pending and self.error is None and self._thread.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break  # the recorder is stuck: its own error will say why
+            self._cond.wait(min(left, 0.5))
 
     # -- the writer ----------------------------------------------------------------
     def flush(self) -> None:
@@ -359,13 +376,12 @@ class _Recorder:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._sent or self._rejected or self._closing):
+                while self.idle is not None and not (self._sent or self._rejected or self._closing):
                     self._cond.wait()
-                if not (self._sent or self._rejected):
+                if self._closing and not (self._sent or self._rejected):
                     return
             try:
-                # One open file while answers keep coming (see Store.burst); closed once
-                # none came for ``idle`` seconds, so other processes get their turn.
+                # One open file while answers keep coming (see Store.burst and ``idle``).
                 with self.store.burst() as burst:
                     while self._write_some(burst):
                         pass
@@ -383,7 +399,10 @@ class _Recorder:
     def _write_some(self, burst: Burst) -> bool:
         """Write what gathered; False once nothing more came for a moment."""
         with self._cond:
-            if not (self._sent or self._rejected):
+            if self.idle is None:  # kept open until the batch ends
+                while not (self._sent or self._rejected or self._closing):
+                    self._cond.wait()
+            elif not (self._sent or self._rejected):
                 self._cond.wait(self.idle)
             if not (self._sent or self._rejected):
                 return False
