@@ -190,9 +190,12 @@ def status(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 def route_row(out: str, trigger_name: str) -> list[str]:
-    """The status table's row of ``trigger_name``: target, items, sent, queued, failed, skipped."""
+    """The status table's row of ``trigger_name``: target, items, sent, queued, failed, skipped.
+
+    (The table's columns: TRIGGER TARGET ITEMS SENT QUEUED FAILED DEAD SKIPPED LAST SENT.)
+    """
     (row,) = [line.split() for line in out.splitlines() if line.startswith(trigger_name + " ")]
-    return row[1:7]
+    return [*row[1:6], row[7]]
 
 
 # -- what the outbox gives the example sink ---------------------------------------------------

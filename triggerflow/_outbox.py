@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
@@ -34,8 +34,9 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from . import _runtime
-from ._store import QUEUED, Burst, Store, now
+from ._store import QUEUED, Store, now
 from ._store._owners import this_process
+from ._store._protocol import TransactionSource
 from .exceptions import ItemRejected, SinkError, StoreError, TransientError, TriggerflowError
 from .limits import Limit
 from .types import Failure, Item, ItemKey, Items, Route, SinkReport
@@ -192,9 +193,29 @@ def deliver(
         TransientError: what stopped the batch is worth a retry (the rest stays owed).
     """
     store = store or Store.default()
+    # A batch sender streams answers: the file is opened once, before the claim, and kept
+    # open until the batch is recorded (opening costs up to a few hundred ms on a busy
+    # machine, while acknowledgements would pile up unrecorded), so other processes wait
+    # for the store that long (about a second for 2,000 XMPP messages). A poster waits
+    # for each request anyway: each write opens the file anew, never across a request.
+    opened = nullcontext(store) if isinstance(sink, Poster) else store.burst()
+    with opened as src:
+        return _deliver(sink, route, items, options, report, src, max_attempts, store.wait)
+
+
+def _deliver(
+    sink: Sender | Poster,
+    route: Route,
+    items: Items,
+    options: Options,
+    report: SinkReport,
+    src: TransactionSource,
+    max_attempts: int,
+    wait: float,
+) -> SinkReport:
     log = _runtime.logger()
     report.error = None  # a retry starts afresh; what earlier attempts sent stays counted
-    owed, tried = _claim(store, route, items, options, report)
+    owed, tried = _claim(src, route, items, options, report)
     if report.dry_run:
         report.would_send = [sink.preview(i) for i in owed]
         report.queued = len(owed) + report.held
@@ -204,13 +225,7 @@ def deliver(
         report.queued = report.held
         return report
     attempts = {i.key: Attempt(delivery_id(route, i), i.key in tried) for i in owed}
-    # A poster waits for each request anyway: the file is not kept open across them. A
-    # batch sender streams answers: the file is opened before it starts (opening takes up
-    # to a few hundred ms on a busy machine, while acknowledgements pile up) and kept
-    # open until the batch ends, so other processes wait for the store that long (about
-    # a second for 2,000 XMPP messages).
-    idle = 0.0 if isinstance(sink, Poster) else None
-    recorder = _Recorder(store, route, {i.key: i for i in owed}, report, idle=idle)
+    recorder = _Recorder(src, route, {i.key: i for i in owed}, report, wait=wait)
     error: TriggerflowError | None = None
     try:
         if isinstance(sink, Poster):
@@ -231,12 +246,12 @@ def deliver(
     dead = 0
     if unsent:
         why = str(error) if error else "no answer from the other side"
-        with store.transaction() as tx:
+        with src.transaction() as tx:
             dead = tx.record(route, now(), unsent=unsent, error=why, max_attempts=max_attempts)
         report.dead += dead
         report.max_attempts = max_attempts
     if report.held:  # what was just sent decides when the limit frees a slot
-        with store.transaction() as tx:
+        with src.transaction() as tx:
             report.next_at = tx.allowance(route.sink, route.target, options.limit, now())[1]
     report.queued = len(unsent) - dead + report.held
     for f in report.failed.values():
@@ -251,10 +266,10 @@ def deliver(
 
 
 def _claim(
-    store: Store, route: Route, items: Items, options: Options, report: SinkReport
+    src: TransactionSource, route: Route, items: Items, options: Options, report: SinkReport
 ) -> tuple[list[Item], set[ItemKey]]:
     """Store, queue and claim (one transaction); the claimed items, and which were tried."""
-    with store.transaction(commit=not report.dry_run) as tx:
+    with src.transaction(commit=not report.dry_run) as tx:
         t = now()
         keys = [i.key for i in items]
         tx.upsert_items(items, t, update=False)
@@ -298,27 +313,26 @@ class _Recorder:
     previous one is written. So a burst of acknowledgements costs a few transactions, and
     what is confirmed but not in the ledger is never more than one report.
 
-    ``idle``: how long the store stays open without anything to write (0: closed after
-    each write, for posters; None: open from the start until the batch ends, for senders).
+    ``src`` gives the transactions: an open file for a batch sender (``Store.burst``),
+    the store itself (a file open per write) for a poster.
     """
 
     def __init__(
         self,
-        store: Store,
+        src: TransactionSource,
         route: Route,
         items: Mapping[ItemKey, Item],
         report: SinkReport,
         *,
-        idle: float | None = 0.0,
+        wait: float = 30.0,
     ) -> None:
-        self.store, self.route, self.items, self.report = store, route, items, report
-        self.idle = idle
+        self.src, self.route, self.items, self.report = src, route, items, report
+        self.wait = wait
         self.answered: set[ItemKey] = set()
         self._sent: list[ItemKey] = []
         self._rejected: dict[ItemKey, str] = {}
         self._cond = threading.Condition()
         self._pending = 0  # answers reported but not yet written
-        self._taken: list[ItemKey] = []  # being written now
         self._closing = False
         self.error: StoreError | None = None  # the ledger could not be written
         self._thread = threading.Thread(target=self._run, name=f"record {route}", daemon=True)
@@ -350,7 +364,7 @@ class _Recorder:
         # Back-pressure: the sender goes on only once the previous answers are written, so
         # what is confirmed but not yet recorded is never more than one report (an ack's
         # worth: ~100 XMPP messages), however slow the store is on a busy machine.
-        deadline = time.monotonic() + self.store.wait
+        deadline = time.monotonic() + self.wait
         while self._pending and self.error is None and self._thread.is_alive():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -376,47 +390,29 @@ class _Recorder:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self.idle is not None and not (self._sent or self._rejected or self._closing):
-                    self._cond.wait()
-                if self._closing and not (self._sent or self._rejected):
-                    return
-            try:
-                # One open file while answers keep coming (see Store.burst and ``idle``).
-                with self.store.burst() as burst:
-                    while self._write_some(burst):
-                        pass
-            except StoreError as e:
-                # The store stayed busy past its wait: these stay claimed, and are owed
-                # again once this run is gone (its lease ends, or a rerun sees it dead).
-                with self._cond:
-                    self.error = e
-                    for lost in (self._taken, self._sent, self._rejected):
-                        self.answered.difference_update(lost)
-                    self._sent, self._rejected, self._taken = [], {}, []
-                    self._cond.notify_all()
-                return
-
-    def _write_some(self, burst: Burst) -> bool:
-        """Write what gathered; False once nothing more came for a moment."""
-        with self._cond:
-            if self.idle is None:  # kept open until the batch ends
                 while not (self._sent or self._rejected or self._closing):
                     self._cond.wait()
-            elif not (self._sent or self._rejected):
-                self._cond.wait(self.idle)
-            if not (self._sent or self._rejected):
-                return False
-            sent, self._sent = self._sent, []
-            rejected, self._rejected = self._rejected, {}
-            self._taken = [*sent, *rejected]
-        with burst.transaction() as tx:
-            tx.record(self.route, now(), sent=sent, rejected=rejected)
-        with self._cond:
-            self._taken = []
-            self.report.sent += len(sent)
-            for key, reason in rejected.items():
-                item = self.items[key]
-                self.report.failed[key] = Failure(item.title or item.id, reason)
-            self._pending -= len(sent) + len(rejected)
-            self._cond.notify_all()
-        return True
+                if not (self._sent or self._rejected):
+                    return
+                sent, self._sent = self._sent, []
+                rejected, self._rejected = self._rejected, {}
+            try:
+                with self.src.transaction() as tx:
+                    tx.record(self.route, now(), sent=sent, rejected=rejected)
+            except StoreError as e:
+                # The store stayed busy past its wait: these stay claimed, and are owed
+                # again once this run is gone (a rerun sees it dead, or its lease ends).
+                with self._cond:
+                    self.error = e
+                    for lost in (sent, rejected, self._sent, self._rejected):
+                        self.answered.difference_update(lost)
+                    self._sent, self._rejected = [], {}
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self.report.sent += len(sent)
+                for key, reason in rejected.items():
+                    item = self.items[key]
+                    self.report.failed[key] = Failure(item.title or item.id, reason)
+                self._pending -= len(sent) + len(rejected)
+                self._cond.notify_all()
