@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
@@ -34,12 +34,16 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from . import _runtime
-from ._store import QUEUED, Store, now
+from ._store import QUEUED, Burst, Store, now
 from ._store._owners import this_process
-from ._store._protocol import TransactionSource
 from .exceptions import ItemRejected, SinkError, StoreError, TransientError, TriggerflowError
 from .limits import Limit
 from .types import Failure, Item, ItemKey, Items, Route, SinkReport
+
+# How long a batch sender's recorder keeps the store open without an answer to write. XMPP
+# acknowledgements come every ~40 ms while a batch goes out; a second without one means
+# the sender waits (a slow server, a timeout): the file goes back to other processes.
+KEEP_OPEN = 1.0
 
 __all__ = [
     "Attempt",
@@ -193,29 +197,9 @@ def deliver(
         TransientError: what stopped the batch is worth a retry (the rest stays owed).
     """
     store = store or Store.default()
-    # A batch sender streams answers: the file is opened once, before the claim, and kept
-    # open until the batch is recorded (opening costs up to a few hundred ms on a busy
-    # machine, while acknowledgements would pile up unrecorded), so other processes wait
-    # for the store that long (about a second for 2,000 XMPP messages). A poster waits
-    # for each request anyway: each write opens the file anew, never across a request.
-    opened = nullcontext(store) if isinstance(sink, Poster) else store.burst()
-    with opened as src:
-        return _deliver(sink, route, items, options, report, src, max_attempts, store.wait)
-
-
-def _deliver(
-    sink: Sender | Poster,
-    route: Route,
-    items: Items,
-    options: Options,
-    report: SinkReport,
-    src: TransactionSource,
-    max_attempts: int,
-    wait: float,
-) -> SinkReport:
     log = _runtime.logger()
     report.error = None  # a retry starts afresh; what earlier attempts sent stays counted
-    owed, tried = _claim(src, route, items, options, report)
+    owed, tried = _claim(store, route, items, options, report)
     if report.dry_run:
         report.would_send = [sink.preview(i) for i in owed]
         report.queued = len(owed) + report.held
@@ -225,7 +209,10 @@ def _deliver(
         report.queued = report.held
         return report
     attempts = {i.key: Attempt(delivery_id(route, i), i.key in tried) for i in owed}
-    recorder = _Recorder(src, route, {i.key: i for i in owed}, report, wait=wait)
+    # A poster waits for each request anyway: each answer is written with a file open of
+    # its own. A batch sender streams answers: the file stays open while they come.
+    keep_open = 0.0 if isinstance(sink, Poster) else KEEP_OPEN
+    recorder = _Recorder(store, route, {i.key: i for i in owed}, report, keep_open=keep_open)
     error: TriggerflowError | None = None
     try:
         if isinstance(sink, Poster):
@@ -246,12 +233,12 @@ def _deliver(
     dead = 0
     if unsent:
         why = str(error) if error else "no answer from the other side"
-        with src.transaction() as tx:
+        with store.transaction() as tx:
             dead = tx.record(route, now(), unsent=unsent, error=why, max_attempts=max_attempts)
         report.dead += dead
         report.max_attempts = max_attempts
     if report.held:  # what was just sent decides when the limit frees a slot
-        with src.transaction() as tx:
+        with store.transaction() as tx:
             report.next_at = tx.allowance(route.sink, route.target, options.limit, now())[1]
     report.queued = len(unsent) - dead + report.held
     for f in report.failed.values():
@@ -266,10 +253,10 @@ def _deliver(
 
 
 def _claim(
-    src: TransactionSource, route: Route, items: Items, options: Options, report: SinkReport
+    store: Store, route: Route, items: Items, options: Options, report: SinkReport
 ) -> tuple[list[Item], set[ItemKey]]:
     """Store, queue and claim (one transaction); the claimed items, and which were tried."""
-    with src.transaction(commit=not report.dry_run) as tx:
+    with store.transaction(commit=not report.dry_run) as tx:
         t = now()
         keys = [i.key for i in items]
         tx.upsert_items(items, t, update=False)
@@ -313,21 +300,25 @@ class _Recorder:
     previous one is written. So a burst of acknowledgements costs a few transactions, and
     what is confirmed but not in the ledger is never more than one report.
 
-    ``src`` gives the transactions: an open file for a batch sender (``Store.burst``),
-    the store itself (a file open per write) for a poster.
+    ``keep_open``: how long the file stays open (``Store.burst``) without an answer to
+    write; 0 opens it for each write. Opening costs tens of milliseconds (a few hundred on
+    a busy machine: it replays the WAL), so a stream of acknowledgements is written over
+    one open file; it is opened at the first answer, not before, so that the store is
+    not held while the sender waits for a concurrency slot, connects or logs in (another
+    run may need the store to finish its own batch and give the slot back).
     """
 
     def __init__(
         self,
-        src: TransactionSource,
+        store: Store,
         route: Route,
         items: Mapping[ItemKey, Item],
         report: SinkReport,
         *,
-        wait: float = 30.0,
+        keep_open: float = 0.0,
     ) -> None:
-        self.src, self.route, self.items, self.report = src, route, items, report
-        self.wait = wait
+        self.store, self.route, self.items, self.report = store, route, items, report
+        self.keep_open = keep_open
         self.answered: set[ItemKey] = set()
         self._sent: list[ItemKey] = []
         self._rejected: dict[ItemKey, str] = {}
@@ -364,7 +355,7 @@ class _Recorder:
         # Back-pressure: the sender goes on only once the previous answers are written, so
         # what is confirmed but not yet recorded is never more than one report (an ack's
         # worth: ~100 XMPP messages), however slow the store is on a busy machine.
-        deadline = time.monotonic() + self.wait
+        deadline = time.monotonic() + self.store.wait
         while self._pending and self.error is None and self._thread.is_alive():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -388,31 +379,39 @@ class _Recorder:
         self._thread.join()
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not (self._sent or self._rejected or self._closing):
-                    self._cond.wait()
-                if not (self._sent or self._rejected):
-                    return
-                sent, self._sent = self._sent, []
-                rejected, self._rejected = self._rejected, {}
-            try:
-                with self.src.transaction() as tx:
-                    tx.record(self.route, now(), sent=sent, rejected=rejected)
-            except StoreError as e:
-                # The store stayed busy past its wait: these stay claimed, and are owed
-                # again once this run is gone (a rerun sees it dead, or its lease ends).
+        with ExitStack() as held:
+            burst: Burst | None = None
+            while True:
                 with self._cond:
-                    self.error = e
-                    for lost in (sent, rejected, self._sent, self._rejected):
-                        self.answered.difference_update(lost)
-                    self._sent, self._rejected = [], {}
+                    if not (self._sent or self._rejected or self._closing):
+                        self._cond.wait(self.keep_open if burst is not None else None)
+                    if not (self._sent or self._rejected):
+                        if self._closing:
+                            return
+                        held.close()  # nothing came for a while: other processes' turn
+                        burst = None
+                        continue
+                    sent, self._sent = self._sent, []
+                    rejected, self._rejected = self._rejected, {}
+                try:
+                    if burst is None and self.keep_open:
+                        burst = held.enter_context(self.store.burst())
+                    with (burst or self.store).transaction() as tx:
+                        tx.record(self.route, now(), sent=sent, rejected=rejected)
+                except StoreError as e:
+                    # The store stayed busy past its wait: these stay claimed, and are owed
+                    # again once this run is gone (a rerun sees it dead, or its lease ends).
+                    with self._cond:
+                        self.error = e
+                        for lost in (sent, rejected, self._sent, self._rejected):
+                            self.answered.difference_update(lost)
+                        self._sent, self._rejected = [], {}
+                        self._cond.notify_all()
+                    return
+                with self._cond:
+                    self.report.sent += len(sent)
+                    for key, reason in rejected.items():
+                        item = self.items[key]
+                        self.report.failed[key] = Failure(item.title or item.id, reason)
+                    self._pending -= len(sent) + len(rejected)
                     self._cond.notify_all()
-                return
-            with self._cond:
-                self.report.sent += len(sent)
-                for key, reason in rejected.items():
-                    item = self.items[key]
-                    self.report.failed[key] = Failure(item.title or item.id, reason)
-                self._pending -= len(sent) + len(rejected)
-                self._cond.notify_all()
