@@ -233,7 +233,10 @@ def test_server_killed_mid_batch_then_rerun(setup: Setup) -> None:
     try:
         first.at_count(ITEMS // 2, kill)
         # The kill runs in the receiver's thread; the server starts again once it is dead.
-        assert done.wait(RUN_TIMEOUT), f"not killed: {len(first.messages)} arrived"
+        if not done.wait(RUN_TIMEOUT):
+            os.killpg(proc.pid, signal.SIGKILL)
+            said = proc.communicate(timeout=30)[0][-3000:]
+            pytest.fail(f"not killed: {len(first.messages)} arrived; the run said:\n{said}")
         [at_kill] = killed
         setup.server.start()
         # The sender lost its connection; it retries (TRIGGERFLOW_RETRIES) or fails, and

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,70 @@ def test_each_account_sends_over_one_connection_at_a_time(
 
     limit = run_sync(read())
     assert (limit.limit, limit.active, limit.active_slots) == (1, True, 0)  # taken, given back
+
+
+HOLD_SLOT = """\
+import time
+from triggerflow._slots import account_slot
+with account_slot("xmpp-slot-test", timeout=60):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_slot_held_by_a_killed_run_is_given_back_whatever_its_data_dir(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    """The slot lives in Prefect's database, so the holder's mark lives beside it.
+
+    Two data dirs over one Prefect (a shared PREFECT_HOME, or one server) share its
+    slots: a run killed while holding one, with the other data dir, must not keep the
+    slot from us until its lease ends (or for good, with no server to end it).
+    """
+    from triggerflow._slots import LEASE_SECONDS, account_slot
+
+    env = {**os.environ, "TRIGGERFLOW_DATA_DIR": str(tmp_path / "other-data")}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SLOT], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    finally:
+        holder.kill()
+        holder.wait()
+    # Well within the lease: only a known-dead holder's slot comes back this soon.
+    with account_slot("xmpp-slot-test", timeout=LEASE_SECONDS / 4):
+        pass
+
+
+DEAD_HOLDER = """\
+from triggerflow._slots import _marks
+from triggerflow._store._owners import this_process
+print(this_process())
+print(_marks())
+"""
+
+
+def test_a_dead_holders_mark_never_gives_away_a_live_holders_slot(prefect_api: str) -> None:
+    """A run killed after it gave its slot back, but before its mark was gone, leaves a
+    dead holder's mark for a slot that is no longer its own: the next run may end that
+    (long ended) lease, never take the slot a live run holds now."""
+    from triggerflow._slots import account_slot
+
+    name = "xmpp-slot-test2"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SLOT.replace("xmpp-slot-test", name)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        dead, folder = subprocess.run(
+            [sys.executable, "-c", DEAD_HOLDER], capture_output=True, text=True, check=True
+        ).stdout.split("\n")[:2]
+        Path(folder, f"{name}.{uuid.uuid4()}.holder").write_text(dead)
+        with pytest.raises(TimeoutError), account_slot(name, timeout=3):
+            pytest.fail("took the slot a live run holds")
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()

@@ -42,6 +42,12 @@ def prefect_environment(s: Settings) -> dict[str, str]:
         # How often serve's runner asks for runs to start: a webhook's run waits for the
         # next poll (Prefect's default is 10 s; shared notes/prefect.md §8).
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        # Concurrency leases in files in the home, not in one server's memory: the
+        # temporary server of the next `run --here` still knows a killed run's lease, so
+        # the account slot it held can be given back (_slots.py).
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
+            "prefect.server.concurrency.lease_storage.filesystem"
+        ),
     }
 
 

@@ -86,9 +86,7 @@ def cmd_run(s: Settings, args: argparse.Namespace) -> int:
         if outcome is not None:
             return outcome
     if api_url is None:
-        from ._prefect_server import prefect_environment
-
-        home = prefect_environment(s)["PREFECT_HOME"]
+        home = os.environ["PREFECT_HOME"]  # prepare_environment's, or the user's own
         say(
             "No Prefect server running: this run starts a temporary one (slower), and its "
             f"record goes to the Prefect database in {home}: `triggerflow serve` shows it "

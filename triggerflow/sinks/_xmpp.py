@@ -134,7 +134,7 @@ class XMPPSender:
         # a Prefect global concurrency limit (servers throttle or kick parallel logins),
         # given back at once when the run that held it was killed (see _slots).
         slot = "xmpp-" + re.sub(r"[^A-Za-z0-9_.@-]", "-", conn.jid)
-        with account_slot(slot, folder=s.data_dir / "slots", timeout=s.xmpp_timeout * 8):
+        with account_slot(slot, timeout=s.xmpp_timeout * 8):
 
             def answered(sent: list[str], rejected: dict[str, str]) -> None:
                 # On the event loop's thread: hand over and return (the ledger is written
