@@ -8,21 +8,25 @@ import copy
 import hashlib
 import hmac
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import triggerflow
 from triggerflow import _github, trigger
 from triggerflow._store import Store
 from triggerflow._web import WebServer
@@ -327,6 +331,90 @@ def test_answer_within_10_s_while_another_process_holds_the_store(
     assert not list((data_dir / "spool").glob("github-*.json"))
     assert [d for d, _, _ in inbox(data_dir)] == ["while-busy"]
     assert [i.id for i in issues_feed.preview()] == ["while-busy"]
+
+
+def hold_store(store: Path) -> subprocess.Popen[str]:
+    """Another process holding the store's lock until it is killed."""
+    with Store(store).transaction():
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(60)", str(store)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_one_delivery_sent_at_the_same_moment_many_times_is_spooled_once(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request writes a spool file of its own: no 500 when two share a delivery id
+    (they once shared one temporary name, and the second rename failed)."""
+    monkeypatch.setenv("TRIGGERFLOW_GITHUB_SECRET", SECRET)
+    monkeypatch.setenv("TRIGGERFLOW_STORE_WAIT", "1")
+    hook = Hook(SECRET)
+    holder = hold_store(data_dir / "triggerflow.duckdb")
+    body = fixture("issues/opened.payload.json")
+    try:
+        for round_ in range(3):
+            start = threading.Barrier(8)
+
+            def post(
+                _: int, delivery: str = f"same-{round_}", start: threading.Barrier = start
+            ) -> tuple[int, str]:
+                start.wait(10)
+                r = hook.post("issues", body, delivery=delivery)
+                return r.status_code, r.text
+
+            with ThreadPoolExecutor(8) as pool:
+                answers = sorted(pool.map(post, range(8)))
+            assert answers == [(200, "already received\n")] * 7 + [
+                (202, "accepted (stored once the store is free)\n")
+            ], answers
+        spool = data_dir / "spool"
+        assert len(list(spool.glob("github-*.json"))) == 3
+        assert not list(spool.glob(".*.tmp"))  # each request's own file is gone
+    finally:
+        holder.kill()
+        holder.wait()
+        hook.web.stop()
+    st = triggerflow.status()
+    assert st.spool.waiting == 3
+    assert "GitHub webhooks received: 3" in str(st) and "in the spool: 3" in str(st)
+    from triggerflow._webhooks import drain_spool
+
+    assert drain_spool(data_dir / "spool", Store(data_dir / "triggerflow.duckdb")) == 3
+    assert sorted(d for d, _, _ in inbox(data_dir)) == ["same-0", "same-1", "same-2"]
+
+
+def test_a_torn_spool_file_is_reported_and_set_aside(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spooled file that cannot be read is an error in the log and in status, moved to
+    spool/torn/; the good ones are stored all the same (it was skipped silently, for ever)."""
+    from triggerflow._store import now
+    from triggerflow._webhooks import _Entry, _spool_name, drain_spool, spool
+
+    folder = data_dir / "spool"
+    assert spool(folder, _Entry("good", "issues", "me/x", "{}", now(), False))
+    torn = folder / _spool_name("torn")
+    torn.write_text('{"id": "torn", "event": "iss')
+    stale = folder / ".github-killed.tmp"  # a writer killed mid-write: its request got nothing
+    stale.write_text("{")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    with caplog.at_level("ERROR", logger="triggerflow.webhooks"):
+        assert drain_spool(folder, Store(data_dir / "triggerflow.duckdb")) == 1
+    assert [d for d, _, _ in inbox(data_dir)] == ["good"]
+    assert not torn.exists() and (folder / "torn" / torn.name).exists()
+    assert not stale.exists()
+    assert any(torn.name in r.getMessage() and "cannot be read" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    st = triggerflow.status()
+    assert st.spool.torn == (str(folder / "torn" / torn.name),)
+    assert "1 spooled delivery file(s) cannot be read" in str(st)
+    assert drain_spool(folder, Store(data_dir / "triggerflow.duckdb")) == 0  # not again
 
 
 def test_every_real_payload_is_a_short_message_or_deliberately_ignored(

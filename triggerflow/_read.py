@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._paused import Pause, pause_of
 from ._store import FailedDelivery, RouteStatus, SourceStatus, Store, Vacation, now
+from ._webhooks import SpoolState, spool_state
 from .config import Settings, settings
 from .exceptions import TriggerNotFound
 from .limits import Limit, parse_limit
@@ -111,6 +112,8 @@ class Status:
         vacation: the vacation in progress (``active`` False if none).
         webhooks: GitHub webhook deliveries received, per event (only when ``trigger``
             is None).
+        spool: deliveries answered while the store was busy and not stored yet, and
+            spool files that cannot be read (only when ``trigger`` is None).
     """
 
     store: Path
@@ -123,11 +126,13 @@ class Status:
     pauses: tuple[Pause, ...] = ()
     vacation: Vacation = field(default_factory=Vacation)
     webhooks: tuple[Webhooks, ...] = ()
+    spool: SpoolState = field(default_factory=SpoolState)
 
     @property
     def ran(self) -> bool:
         """Whether anything was collected or received yet."""
-        return bool(self.routes or self.collected or self.sources or self.webhooks)
+        received = self.webhooks or self.spool.waiting or self.spool.torn
+        return bool(self.routes or self.collected or self.sources or received)
 
     @property
     def triggers(self) -> list[str]:
@@ -183,10 +188,11 @@ def status(
     """
     store = store or Store.default()
     name = trigger.replace("-", "_") if trigger else None
+    spooled = SpoolState() if name else spool_state(settings().spool_dir)
     if not store.path.exists():  # nothing ran: a read does not create the store
         if name:
             raise TriggerNotFound(_not_found(trigger or name, []))
-        return Status(store.path, name)
+        return Status(store.path, name, spool=spooled)
     leave_out = () if alerts or name else (ALERTS,)
     with store.transaction(commit=False) as tx:
         routes = [r for r in tx.route_status() if r.trigger not in leave_out]
@@ -223,6 +229,7 @@ def status(
         pauses=_pauses(away, name),
         vacation=away,
         webhooks=tuple(webhooks),
+        spool=spooled,
     )
 
 

@@ -108,12 +108,24 @@ def status_lines(st: Status, *, sources: bool = False) -> list[str]:
         out.append("")
         out += [away] if away else []
         out += pause_lines(st.pauses)
-    if st.webhooks:
+    spool = st.spool
+    if st.webhooks or spool.waiting or spool.torn:
         taken = ", ".join(f"{w.event} {w.count}" for w in st.webhooks if not w.ignored)
         left = ", ".join(f"{w.event} {w.count}" for w in st.webhooks if w.ignored)
-        out += ["", f"GitHub webhooks received: {sum(w.count for w in st.webhooks)}"]
+        received = sum(w.count for w in st.webhooks) + spool.waiting
+        out += ["", f"GitHub webhooks received: {received}"]
         out.append(f"  announced: {taken or 'none'}")
         out.append(f"  ignored (events that are not announced): {left or 'none'}")
+        if spool.waiting:
+            out.append(
+                f"  in the spool: {spool.waiting} (answered while the store was busy; "
+                "stored with the next delivery or run)"
+            )
+        if spool.torn:
+            out.append(
+                f"  ✗ {len(spool.torn)} spooled delivery file(s) cannot be read, not stored "
+                f"(redeliver them from GitHub): {', '.join(spool.torn)}"
+            )
     out += ["", f"Sources: {len(st.sources)}, failing: {len(st.failing_sources)}"]
     for src in st.failing_sources:
         out.append(f"  ✗ {src.source} (since {when(src.last_error_at)}): {src.last_error}")

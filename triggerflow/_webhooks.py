@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -228,39 +229,120 @@ def _spool_name(delivery: str) -> str:
     return f"{KIND}-{hashlib.sha256(delivery.encode()).hexdigest()[:32]}.json"
 
 
+TORN = "torn"  # the spool's sub-folder for files that cannot be read (reported by status)
+STALE_TMP = 60.0  # seconds: a half-written file this old belongs to a killed process
+
+
 def spool(folder: Path, entry: _Entry) -> bool:
-    """Keep a delivery on disk; False if it is already there (a redelivery)."""
+    """Keep a delivery on disk; False if it is already there (a redelivery).
+
+    The file is written under a name of its own (two requests for one delivery id may
+    arrive at the same moment), made durable, then linked to the delivery's name: the
+    link is atomic and fails if the name exists, so the name only ever holds a whole
+    file, and of two copies exactly one is kept.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / _spool_name(entry.id)
     if path.exists():
         return False
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     record = {
         "id": entry.id, "event": entry.event, "repo": entry.repo, "payload": entry.payload,
         "received_at": entry.received_at.isoformat(), "ignored": entry.ignored,
     }  # fmt: skip
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(record, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{KIND}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        _fsync_dir(folder)  # the new name survives a power cut before the 202
+    finally:
+        os.unlink(tmp)
     return True
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class SpoolState:
+    """What the spool holds: deliveries waiting to be stored, and files that cannot be read.
+
+    Attributes:
+        waiting: deliveries answered 202 that are not in the store yet.
+        torn: the unreadable files (moved to ``spool/torn/``), by path.
+    """
+
+    waiting: int = 0
+    torn: tuple[str, ...] = ()
+
+
+def spool_state(folder: Path) -> SpoolState:
+    """What ``triggerflow status`` says of the spool."""
+    if not folder.is_dir():
+        return SpoolState()
+    torn = sorted(str(p) for p in (folder / TORN).glob(f"{KIND}-*.json"))
+    return SpoolState(len(list(folder.glob(f"{KIND}-*.json"))), tuple(torn))
+
+
 def drain_spool(folder: Path, store: Store) -> int:
-    """Move spooled deliveries into the inbox (redeliveries are dropped); how many moved."""
+    """Move spooled deliveries into the inbox (redeliveries are dropped); how many moved.
+
+    A file that cannot be read is moved to ``spool/torn/`` and logged as an error (and
+    ``status`` shows it): never skipped silently, never retried for ever.
+    """
     if not folder.is_dir():
         return 0
     moved = 0
     for path in sorted(folder.glob(f"{KIND}-*.json")):
         try:
             r = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # being written, or gone meanwhile
-        with store.transaction() as tx:
-            moved += tx.inbox_add(
-                KIND, r["id"], r["event"], r["repo"], r["payload"],
-                datetime.fromisoformat(r["received_at"]), r["ignored"],
+            values = (
+                r["id"], r["event"], r["repo"], r["payload"],
+                datetime.fromisoformat(r["received_at"]), bool(r["ignored"]),
             )  # fmt: skip
+        except FileNotFoundError:
+            continue  # moved over by another process meanwhile
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            _set_aside(path, e)
+            continue
+        with store.transaction() as tx:
+            moved += tx.inbox_add(KIND, *values)
         path.unlink(missing_ok=True)
+    _remove_stale(folder)
     return moved
+
+
+def _set_aside(path: Path, e: Exception) -> None:
+    torn = path.parent / TORN
+    torn.mkdir(exist_ok=True)
+    try:
+        path.replace(torn / path.name)
+    except FileNotFoundError:
+        return
+    why = f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else f"not JSON ({e})"
+    log.error(
+        "spooled GitHub webhook delivery %s cannot be read (%s): moved to %s; it is not "
+        "stored, and GitHub got a 202 for it (redeliver it from the hook's page)",
+        path.name, why, torn,
+    )  # fmt: skip
+
+
+def _remove_stale(folder: Path) -> None:
+    """Half-written files of a killed process (their request never got its answer)."""
+    old = time.time() - STALE_TMP
+    for tmp in folder.glob(f".{KIND}-*.tmp"):
+        try:
+            if tmp.stat().st_mtime < old:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
