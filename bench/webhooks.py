@@ -3,10 +3,11 @@
 Starts a Prosody on 127.0.0.1 (the tests' own, ``tests/xmpp_support.py``) and a real
 ``triggerflow serve`` with one webhook trigger that sends to an XMPP user, then:
 
-* **latency**: ``--deliveries`` signed pushes, one after the other; for each, the time
-  from the start of the HTTP POST to the message arriving in a real XMPP client
-  (median and p95). Run with serve's runner poll (``PREFECT_RUNNER_POLL_FREQUENCY=1``)
-  and with Prefect's default (10 s), fewer deliveries, to show what the setting does;
+* **latency**: ``--rounds`` times a new serve and ``--deliveries`` signed pushes, one
+  after the other; for each, the time from the start of the HTTP POST to the message
+  arriving in a real XMPP client (median and p95 over all). ``--baseline REV`` runs
+  serve of that git revision too (a worktree on ``PYTHONPATH``), in the same rounds,
+  interleaved: before and after on the same machine under the same load;
 * **throughput**: ``--burst`` signed deliveries posted by 32 concurrent clients to the same
   serve (a repository no trigger listens to, so no runs start), then the inbox is counted:
   none may be lost. Beside it, the floor: the same uvicorn + FastAPI in this process
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -70,7 +72,11 @@ def p95(xs: list[float]) -> float:
     return xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
 
 
-def latency(root: Path, prosody: Prosody, n: int, poll: str, tag: str) -> list[float]:
+def latency(
+    root: Path, prosody: Prosody, n: int, tag: str, code: Path | None = None
+) -> list[float]:
+    """``n`` pushes one after the other, each timed until the XMPP client has it; serve
+    runs this tree's triggerflow, or the one in ``code`` (a checkout of another revision)."""
     jid, password = prosody.new_user("dev")
     flows = root / f"flows-{tag}"
     flows.mkdir()
@@ -80,9 +86,10 @@ def latency(root: Path, prosody: Prosody, n: int, poll: str, tag: str) -> list[f
         "@trigger(on=github_webhook(repo='bench/latency', events='push'))\n"
         f"def bench_hook(events):\n    xmpp(events, to={jid!r})\n"
     )
+    extra = {"PYTHONPATH": str(code)} if code is not None else {}
     serve = Serve(
-        root / f"data-{tag}", flows, TRIGGERFLOW_GITHUB_SECRET=SECRET,
-        PREFECT_RUNNER_POLL_FREQUENCY=poll, **prosody.env(owner=jid),
+        root / f"data-{tag}", flows, TRIGGERFLOW_GITHUB_SECRET=SECRET, **extra,
+        **prosody.env(owner=jid),
     )  # fmt: skip
     got = Receiver(prosody, jid, password)
     out: list[float] = []
@@ -107,6 +114,13 @@ def latency(root: Path, prosody: Prosody, n: int, poll: str, tag: str) -> list[f
         serve.kill()
         got.close()
     return out
+
+
+def _checkout(where: Path, rev: str) -> Path:
+    """A checkout of ``rev`` (a git worktree) whose ``triggerflow`` serve imports first."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
+                   check=True, capture_output=True)  # fmt: skip
+    return where
 
 
 def throughput(root: Path, prosody: Prosody, burst: int) -> dict[str, Any]:
@@ -185,10 +199,12 @@ def _floor(bodies: list[bytes]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--deliveries", type=int, default=50, help="latency samples (50)")
+    ap.add_argument("--deliveries", type=int, default=20, help="latency samples per round (20)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds, each a new serve (3)")
     ap.add_argument(
-        "--default-poll-deliveries", type=int, default=10,
-        help="latency samples with Prefect's default 10 s poll (10; 0: skip)",
+        "--baseline", default="",
+        help="also serve of this git revision, in the same rounds (e.g. d34593a: before "
+        "event triggers ran in serve's process)",
     )  # fmt: skip
     ap.add_argument("--burst", type=int, default=2000, help="deliveries in the burst (2000)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "webhooks.json"))
@@ -199,37 +215,41 @@ def main(argv: list[str] | None = None) -> int:
         (root / "prosody").mkdir()
         prosody = Prosody(root / "prosody")
         prosody.start()
+        code = _checkout(root / "baseline", args.baseline) if args.baseline else None
+        rows: dict[str, list[float]] = {"ours": []}
+        if code is not None:
+            rows[f"at {args.baseline}"] = []
         try:
-            fast = latency(root, prosody, args.deliveries, "1", "poll1")
-            slow = (
-                latency(root, prosody, args.default_poll_deliveries, "10", "poll10")
-                if args.default_poll_deliveries
-                else []
-            )
+            for r in range(args.rounds):  # interleaved: the machine's load varies
+                rows["ours"] += latency(root, prosody, args.deliveries, f"ours{r}")
+                if code is not None:
+                    rows[f"at {args.baseline}"] += latency(
+                        root, prosody, args.deliveries, f"base{r}", code
+                    )
             burst = throughput(root, prosody, args.burst)
         finally:
             prosody.stop()
+            if code is not None:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(code)], check=False)  # fmt: skip
     report = {
         "machine": {
             "cores": os.cpu_count(), "python": platform.python_version(),
             "packages": {p: version(p) for p in ("prefect", "slixmpp", "duckdb", "triggerflow")},
         },
         "latency_s": {
-            "poll_1s": {"p50": statistics.median(fast), "p95": p95(fast), "samples": fast},
-            "poll_10s": (
-                {"p50": statistics.median(slow), "p95": p95(slow), "samples": slow}
-                if slow else None
-            ),
+            k: {"p50": statistics.median(v), "p95": p95(v), "samples": v}
+            for k, v in rows.items()
         },
         "throughput": burst,
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nWebhook → XMPP message, {os.cpu_count()} cores\n")
-    print("| runner poll | deliveries | p50 s | p95 s |\n|---|---|---|---|")
-    for name, xs in (("1 s (serve's default)", fast), ("10 s (Prefect's default)", slow)):
-        if xs:
-            print(f"| {name} | {len(xs)} | {statistics.median(xs):.2f} | {p95(xs):.2f} |")
+    print("| serve | deliveries | p50 s | p95 s |\n|---|---|---|---|")
+    for name, xs in rows.items():
+        label = "this tree" if name == "ours" else name
+        print(f"| {label} | {len(xs)} | {statistics.median(xs):.2f} | {p95(xs):.2f} |")
     print("\n| receiver | deliveries | per second | stored |\n|---|---|---|---|")
     print(f"| triggerflow serve (verify, store, wake) | {burst['deliveries']} | "
           f"{burst['ours_per_s']:.0f} | {burst['stored']} |")  # fmt: skip

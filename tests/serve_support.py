@@ -44,8 +44,9 @@ class Serve:
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
-    def start(self, timeout: float = 240) -> str:
-        """Start and wait for its banner; returns what it printed until then."""
+    def start(self, timeout: float = 240, banner: str = "Serving") -> str:
+        """Start and wait for its banner (a line with ``banner``); returns what it
+        printed until then."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "triggerflow", "serve"],
             cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -57,8 +58,8 @@ class Serve:
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         self._seen = 0
-        out = self.wait_for("Serving", timeout)
-        assert "Serving" in out, out
+        out = self.wait_for(banner, timeout)
+        assert banner in out, out
         return out
 
     def _read(self, proc: subprocess.Popen[str]) -> None:

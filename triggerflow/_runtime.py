@@ -44,6 +44,8 @@ class RunContext:
     cursors: dict[str, int] = field(default_factory=dict)
     # keys of the items read from the inbox: live events, which no first-run cut skips
     live: set[tuple[str, str]] = field(default_factory=set)
+    # more deliveries wait in the inbox than this run read: another run goes on
+    more: bool = False
 
     def live_keys(self, items: Items) -> frozenset[tuple[str, str]]:
         """Which of ``items`` are live events (for a sink's claim step)."""

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._prefect_server import (
     LocalPrefectServer,
@@ -32,7 +32,12 @@ from ._webhooks import GitHubReceiver
 from .config import Settings
 from .exceptions import ConfigurationError
 
+if TYPE_CHECKING:
+    from ._event_runs import EventRuns
+
 Say = Callable[[str], None]
+
+STOP_SECONDS = 8.0  # Ctrl-C or SIGTERM to the end of serving (then the servers stop)
 
 
 def prepare_environment(s: Settings, *, use_serve: bool = True) -> str | None:
@@ -77,9 +82,11 @@ def serve(s: Settings, say: Say) -> int:
             ui_url = api_url.removesuffix("/").removesuffix("/api")
             say(f"Using the Prefect server at {api_url}")
         write_state(s, api_url, ui_url)
+        from ._event_runs import EventRuns
         from ._web import WebServer
 
-        web = WebServer(s.web_port, _github_receiver(s, say))
+        runs = EventRuns(s.event_runs)
+        web = WebServer(s.web_port, _github_receiver(s, say, runs))
         # Deliveries count from here on for the triggers loaded at start (below).
         started = datetime.now(UTC)
         web.start()
@@ -88,8 +95,9 @@ def serve(s: Settings, say: Say) -> int:
         reindexer.start()
         backups = _start_backups(s, say)
         try:
-            return _serve_triggers(s, ui_url, say, started)
+            return _serve_triggers(s, ui_url, say, started, runs)
         finally:
+            runs.stop()
             backups.stop()
             reindexer.stop()
             web.stop()
@@ -111,7 +119,7 @@ def _start_backups(s: Settings, say: Say) -> Any:
     return backups
 
 
-def _github_receiver(s: Settings, say: Say) -> GitHubReceiver:
+def _github_receiver(s: Settings, say: Say, runs: EventRuns) -> GitHubReceiver:
     from .blocks import load_github_secret
     from .sources._github import waker
 
@@ -120,7 +128,8 @@ def _github_receiver(s: Settings, say: Say) -> GitHubReceiver:
         say("  (GitHub webhooks are refused until TRIGGERFLOW_GITHUB_SECRET is set)")
     elif secret is None:
         say("  (GitHub webhooks are accepted unsigned: TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED=1)")
-    return GitHubReceiver(s, secret.get_secret_value() if secret else None, on_stored=waker())
+    secret_value = secret.get_secret_value() if secret else None
+    return GitHubReceiver(s, secret_value, on_stored=waker(runs))
 
 
 class Reindexer(threading.Thread):
@@ -181,7 +190,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime) -> int:
+def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime, runs: EventRuns) -> int:
     import asyncio
 
     from prefect.exceptions import TerminationSignal
@@ -189,7 +198,7 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime) -> in
 
     from ._watch import ServedTriggers
 
-    served = ServedTriggers(s, say, started)
+    served = ServedTriggers(s, say, started, in_process=True)
     plan = served.scan()
     if not served.triggers and not served.broken:
         where = Path(s.flows_dir).resolve()
@@ -199,25 +208,37 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime) -> in
     # pause_on_shutdown=False: stopping serve must not look like a vacation (issue 5
     # keeps its own record of what was paused by the user).
     runner = Runner(pause_on_shutdown=False)
-    bot = _start_bot(s, served.triggers, say)
+    bot = _start_bot(s, served.triggers, say, runs)
     # Prefect's own SIGTERM handler leaves a coroutine un-awaited (3.8.8); harmless.
     warnings.filterwarnings("ignore", "coroutine 'Runner.astop' was never awaited")
 
     async def main() -> None:
         await served.apply(runner, plan)
         say(f"Serving {len(served.deployed)} trigger(s). Prefect UI: {ui_url}  (Ctrl-C to stop)")
+        runs.attach(served.triggers, served.ids)
         await served.catch_up()
         watching = asyncio.create_task(served.watch(runner))
         running = asyncio.create_task(runner.start())
         await asyncio.sleep(0)  # the runner has installed its SIGTERM handler by now
+        stop = asyncio.Event()
         if threading.current_thread() is threading.main_thread():
-            # With the watcher beside it, Prefect's handler (stop the runner, then exit)
-            # left serve running for more than 30 s (test_serve): stop like Ctrl-C instead.
-            signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+            # Ctrl-C and SIGTERM (systemd, docker stop, kill) set `stop`, and serve ends
+            # its own way, within STOP_SECONDS whatever runs. Prefect's SIGTERM handler
+            # (stop the runner, then exit), and asyncio's Ctrl-C (cancel the main task),
+            # left serve running for good once runs had been going (issue 17).
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await running
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            say("Stopping…")
             watching.cancel()
+            stopping.cancel()
+            runs.stop(timeout=STOP_SECONDS / 2)  # in-process runs: end, or owed again later
+            running.cancel()
+            await asyncio.wait({running}, timeout=STOP_SECONDS / 2)
 
     try:
         asyncio.run(main())
@@ -226,11 +247,24 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime) -> in
     finally:
         if bot is not None:
             bot.stop()
+        _drain_prefect()
     say("Stopped serving.")
     return 0
 
 
-def _start_bot(s: Settings, triggers: dict[str, Any], say: Say) -> Any:
+def _drain_prefect(timeout: float = 5.0) -> None:
+    """Send what Prefect still holds for the API (the in-process runs' logs and events)
+    while the server is up: at exit, Prefect waits for it without a bound, and the local
+    server is gone by then (serve stayed alive after Ctrl-C for good)."""
+    from prefect._internal.concurrency.services import QueueService  # pinned: prefect<3.9
+
+    try:
+        QueueService.drain_all(timeout=timeout)
+    except Exception as e:  # a log line lost is no reason not to stop
+        warnings.warn(f"Prefect's logs and events not all sent at stop: {e}", stacklevel=1)
+
+
+def _start_bot(s: Settings, triggers: dict[str, Any], say: Say, runs: EventRuns) -> Any:
     """The XMPP bot, connected in the background, when the account ``bot`` is configured."""
     from ._bot import Bot
     from ._commands import Commands
@@ -249,7 +283,7 @@ def _start_bot(s: Settings, triggers: dict[str, Any], say: Say) -> Any:
         port=acct.port, ca_file=acct.ca_file, allow_plaintext=acct.allow_plaintext,
         timeout=s.xmpp_timeout,
     )  # fmt: skip
-    bot = Bot(s, conn, owners, Commands(s, triggers), wake=waker(acct.jid))
+    bot = Bot(s, conn, owners, Commands(s, triggers), wake=waker(acct.jid, runs))
     bot.start()
     who = ", ".join(sorted(bot.owners)) or "nobody (set TRIGGERFLOW_BOT_OWNERS)"
     say(f"XMPP bot: {acct.jid}, taking commands from {who}")

@@ -155,10 +155,12 @@ class Reading:
 
 @dataclass
 class Fetched:
-    """What a source's body returns: the items, and an inbox cursor where it has one."""
+    """What a source's body returns: the items, an inbox cursor where it has one, and
+    whether more is waiting in the inbox beyond what one run reads."""
 
     items: list[Item] = field(default_factory=list)
     cursor: int | None = None
+    more: bool = False
 
 
 SourceBody = Callable[[Reading, SourceReport], Fetched]

@@ -44,6 +44,8 @@ class RunResult(Items):
         dry_run: True for a preview (nothing was sent or marked).
         sources: one report per source call.
         sinks: one report per sink call.
+        more: an event trigger read a full batch from its inbox and more waits: serve
+            runs it again at once.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class RunResult(Items):
         self.dry_run = dry_run
         self.sources = sources
         self.sinks = sinks
+        self.more = False
 
     @property
     def new(self) -> int:
@@ -240,6 +243,7 @@ class Trigger(Flow[..., RunResult]):
                 raise ConfigurationError("; ".join(ctx.problems))
             return None
         result = RunResult(self.name, mode != "run", ctx.items, ctx.sources, ctx.sinks)
+        result.more = ctx.more
         if mode == "run":
             from . import _alerts
 

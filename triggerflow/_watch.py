@@ -59,9 +59,14 @@ class ServedTriggers:
     commands) always sees the current set.
     """
 
-    def __init__(self, s: Settings, say: Say, started: datetime | None = None) -> None:
+    def __init__(
+        self, s: Settings, say: Say, started: datetime | None = None, *, in_process: bool = False
+    ) -> None:
         self.s = s
         self.say = say
+        # Event triggers run in this process (_event_runs), not by Prefect's runner: their
+        # deployments are registered without the runner and without automations.
+        self.in_process = in_process
         # When serve started (its webhook receiver was up before the first scan): the
         # triggers of the first scan exist from then on, later ones from their scan.
         self._started = started
@@ -70,6 +75,11 @@ class ServedTriggers:
         self._files: dict[Path, _File] = {}
         self._ids: dict[str, UUID] = {}
         self._paused: set[str] = set()  # deployed paused (not configured, vacation, by hand)
+
+    @property
+    def ids(self) -> dict[str, UUID]:
+        """Deployment id per deployed trigger (one dict, kept up to date)."""
+        return self._ids
 
     @property
     def deployed(self) -> list[str]:
@@ -183,7 +193,7 @@ class ServedTriggers:
             t = self.triggers[name]
             try:
                 problems = t.check()
-                out[name] = deployment_for(t, problems, held.get(name))
+                out[name] = deployment_for(t, problems, held.get(name), in_process=self.in_process)
             except Exception as e:  # one trigger's fault never stops the others
                 self._broke(name, e)
                 continue
@@ -208,8 +218,12 @@ class ServedTriggers:
         from prefect.client.orchestration import get_client
 
         for name, deployment in plan.deploy.items():
+            here = self.in_process and self.triggers[name].on is not None
             try:
-                self._ids[name] = await runner.aadd_deployment(deployment)
+                if here:
+                    self._ids[name] = await deployment.aapply()
+                else:
+                    self._ids[name] = await runner.aadd_deployment(deployment)
             except Exception as e:
                 self._broke(name, e)
                 continue
@@ -245,6 +259,7 @@ class ServedTriggers:
                     not isinstance(t.schedule, Every)
                     or name not in self._ids
                     or name in self._paused
+                    or (self.in_process and t.on is not None)  # run at start anyway
                 ):
                     continue
                 try:
@@ -271,11 +286,18 @@ class ServedTriggers:
                 self.say(f"  ✗ flows folder: not reloaded: {type(e).__name__}: {e}")
 
 
-def deployment_for(trigger: Any, problems: list[str], paused_because: str | None = None) -> Any:
+def deployment_for(
+    trigger: Any,
+    problems: list[str],
+    paused_because: str | None = None,
+    *,
+    in_process: bool = False,
+) -> Any:
     """The Prefect deployment of one trigger.
 
     Paused when it is not configured yet, on vacation or paused by hand: Prefect
     un-pauses whatever is deployed again, so the pause is part of every deployment.
+    ``in_process``: an event trigger that serve runs itself (no automation starts it).
     """
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
@@ -290,8 +312,9 @@ def deployment_for(trigger: Any, problems: list[str], paused_because: str | None
     schedules = [to_prefect(trigger.schedule)] if trigger.schedule else None
     # One run at a time: runs missed while nobody served are dropped rather than caught
     # up in a burst (shared notes/prefect.md §4). Not for event triggers: a queued run
-    # waits for Prefect's slot retry (30 s), and overlapping runs are safe (the ledger
-    # claims each item once, cursors only move forward); their wake-ups are coalesced.
+    # waits for Prefect's slot retry (30 s); serve runs them one at a time itself
+    # (_event_runs), and where workers run them, overlapping runs are safe (the ledger
+    # claims each item once, cursors only move forward).
     limit = None
     if trigger.on is None:
         limit = ConcurrencyLimitConfig(
@@ -300,7 +323,7 @@ def deployment_for(trigger: Any, problems: list[str], paused_because: str | None
     return trigger.to_deployment(
         name=trigger.name,
         schedules=schedules,
-        triggers=[trigger.on.prefect_trigger()] if trigger.on else None,
+        triggers=[trigger.on.prefect_trigger()] if trigger.on and not in_process else None,
         paused=paused,
         tags=list(trigger.tags),
         description=description or None,

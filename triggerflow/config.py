@@ -78,6 +78,9 @@ class Settings:
             (``TRIGGERFLOW_SEARCH_REINDEX``).
         backups: how many daily backups of the store ``serve`` keeps in
             ``<data dir>/backups``; 0 turns them off (``TRIGGERFLOW_BACKUPS``).
+        event_runs: how many runs of event triggers (webhooks, chat messages) ``serve``
+            runs at once, in its own process; each trigger has one at a time
+            (``TRIGGERFLOW_EVENT_RUNS``).
     """
 
     data_dir: Path
@@ -100,6 +103,7 @@ class Settings:
     webhook_wait: float = 3.0
     search_reindex: float = 600.0
     backups: int = 7
+    event_runs: int = 2
 
     @property
     def store_path(self) -> Path:

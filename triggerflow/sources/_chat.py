@@ -16,12 +16,15 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _runtime
 from .._store import Delivery
 from ..types import Item, Items
 from ._inbox import read_inbox
+
+if TYPE_CHECKING:
+    from .._event_runs import EventRuns
 
 __all__ = ["ChatMessages", "xmpp_message"]
 
@@ -84,9 +87,10 @@ class ChatMessages:
         )
 
 
-def waker(bot_jid: str) -> Callable[[str], None]:
-    """What the bot calls for each stored message: a Prefect event for ``on=`` triggers,
-    coalesced over bursts (see ``_wakeup``)."""
+def waker(bot_jid: str, runs: EventRuns | None = None) -> Callable[[str], None]:
+    """What the bot calls for each stored message: serve's own ``on=`` triggers are
+    woken in its process (``runs``); for workers elsewhere, a Prefect event, coalesced
+    over bursts (see ``_wakeup``)."""
     from .._wakeup import Coalescer
 
     def emit(_: object) -> None:
@@ -95,7 +99,13 @@ def waker(bot_jid: str) -> Callable[[str], None]:
         emit_event(event=EVENT, resource={"prefect.resource.id": f"xmpp.bot.{bot_jid.lower()}"})
 
     coalesce = Coalescer(emit)
-    return lambda key: coalesce(bot_jid)
+
+    def wake(_: str) -> None:
+        if runs is not None:
+            runs.wake(KIND)
+        coalesce(bot_jid)
+
+    return wake
 
 
 def xmpp_message(

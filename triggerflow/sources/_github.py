@@ -14,7 +14,7 @@ import fnmatch
 import json
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _github, _runtime
 from .._store import Delivery
@@ -23,6 +23,9 @@ from ..blocks import GITHUB_SECRET_ENV, load_github_secret
 from ..exceptions import ConfigurationError
 from ..types import Item, Items
 from ._inbox import read_inbox
+
+if TYPE_CHECKING:
+    from .._event_runs import EventRuns
 
 __all__ = ["GitHubWebhook", "github_webhook"]
 
@@ -86,6 +89,15 @@ class GitHubWebhook:
             return any(fnmatch.fnmatchcase(announcement.branch, b) for b in self.branches)
         return True
 
+    def woken_by(self, event: str, repo: str) -> bool:
+        """Whether a new delivery of ``event`` from ``repo`` may be for the trigger (the
+        cheap part of :meth:`accepts`: what wakes it, before the payload is read)."""
+        if self.events and event not in self.events:
+            return False
+        return not self.repos or any(
+            fnmatch.fnmatchcase(repo.lower(), r.lower()) for r in self.repos
+        )
+
     def prefect_trigger(self) -> Any:
         """The Prefect deployment trigger that runs the deployment on a matching event."""
         from prefect.events import DeploymentEventTrigger
@@ -133,9 +145,13 @@ def github_webhook(
     return spec
 
 
-def waker() -> Callable[[Stored], None]:
-    """What the receiver calls for each new announced delivery: a Prefect event per
-    (event, repository), coalesced over bursts (see ``_wakeup``)."""
+def waker(runs: EventRuns | None = None) -> Callable[[Stored], None]:
+    """What the receiver calls for each new announced delivery.
+
+    Serve's own event triggers are woken in its process (``runs``); for deployments run
+    by workers elsewhere (``prefect.yaml``), a Prefect event per (event, repository),
+    coalesced over bursts (see ``_wakeup``).
+    """
     from .._wakeup import Coalescer
 
     def emit(key: Hashable) -> None:
@@ -148,7 +164,13 @@ def waker() -> Callable[[Stored], None]:
         )
 
     coalesce = Coalescer(emit)
-    return lambda stored: coalesce((stored.event, stored.repo.lower() or "unknown"))
+
+    def wake(stored: Stored) -> None:
+        if runs is not None:
+            runs.wake(KIND, lambda on: on.woken_by(stored.event, stored.repo))
+        coalesce((stored.event, stored.repo.lower() or "unknown"))
+
+    return wake
 
 
 def _item(

@@ -71,6 +71,7 @@ def read_inbox(spec: EventSource) -> Items:
     ctx.live.update(i.key for i in got.items)
     if got.cursor is not None:
         ctx.cursors[spec.kind] = got.cursor
+    ctx.more = ctx.more or got.more
     return Items(got.items)
 
 
@@ -96,6 +97,7 @@ def _read(spec: EventSource, defined: datetime, reading: Reading, report: Source
     report.fetched = len(out.items)
     if deliveries:
         out.cursor = deliveries[-1].seq
+    out.more = len(deliveries) == _BATCH
     n = len(deliveries)
     _runtime.logger().info(
         "%s: %d new in the inbox: %d for this trigger, %d not",
