@@ -164,6 +164,29 @@ def test_a_run_asked_for_in_the_ui_is_taken_here_in_turn(served: Callable[..., A
     assert len(flow_runs(ids["asked"])) == 2  # no extra run made for it
 
 
+def test_stop_does_not_wait_for_a_run_that_does_not_end(served: Callable[..., Any]) -> None:
+    """Serve must stop within seconds whatever runs: a run still going is left to die
+    with the process (its threads are daemons; Python would wait for an executor's)."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def body(events: Any) -> None:
+        started.set()
+        release.wait(120)
+
+    runs, triggers, ids = served({"endless": trigger(on=github_webhook(), name="endless")(body)})
+    runs.attach(triggers, ids)
+    try:
+        assert started.wait(60)
+        t = time.monotonic()
+        runs.stop(timeout=2)
+        assert time.monotonic() - t < 4
+        assert runs.busy("endless")  # still going: not waited for
+        assert all(th.daemon for th in threading.enumerate() if th.name.startswith("triggerflow-"))
+    finally:
+        release.set()
+
+
 SECRET = "event runs secret"
 PUSH = Path(__file__).parent / "fixtures" / "github-webhooks" / "push" / "payload.json"
 
