@@ -91,6 +91,8 @@ def latency(
         root / f"data-{tag}", flows, TRIGGERFLOW_GITHUB_SECRET=SECRET, **extra,
         **prosody.env(owner=jid),
     )  # fmt: skip
+    if code is not None:
+        serve.cwd = code
     got = Receiver(prosody, jid, password)
     out: list[float] = []
     try:

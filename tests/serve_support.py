@@ -43,13 +43,16 @@ class Serve:
         self.env.update(env)
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+        # `python -m` puts the working directory first on sys.path: a checkout of another
+        # revision (bench --baseline) is run from its own folder.
+        self.cwd = ROOT
 
     def start(self, timeout: float = 240, banner: str = "Serving") -> str:
         """Start and wait for its banner (a line with ``banner``); returns what it
         printed until then."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "triggerflow", "serve"],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,  # like a terminal: Ctrl-C goes to the whole group
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
@@ -111,7 +114,7 @@ class Serve:
         """Another `triggerflow` command, finding this serve through its state file."""
         return subprocess.run(
             [sys.executable, "-m", "triggerflow", *args],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+            cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> str:

@@ -282,6 +282,20 @@ def test_deeply_nested_json_is_a_400_and_the_receiver_stays_healthy(
     assert len(inbox(data_dir)) == 2
 
 
+def hold_store(store: Path) -> subprocess.Popen[str]:
+    """Another process holding the store's lock until it is killed."""
+    with Store(store).transaction():
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(60)", str(store)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
 @pytest.mark.parametrize("store_wait", ["30", "1"], ids=["writer-waits", "writer-gives-up"])
 def test_answer_within_10_s_while_another_process_holds_the_store(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, store_wait: str
@@ -297,16 +311,8 @@ def test_answer_within_10_s_while_another_process_holds_the_store(
         feed(events, name="issues")
 
     store = data_dir / "triggerflow.duckdb"
-    with Store(store).transaction():
-        pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(12)", str(store)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = hold_store(store)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         t = time.monotonic()
         busy = hook.post("issues", fixture("issues/opened.payload.json"), delivery="while-busy")
         assert (busy.status_code, busy.text) == (202, "accepted (stored once the store is free)\n")
@@ -331,20 +337,6 @@ def test_answer_within_10_s_while_another_process_holds_the_store(
     assert not list((data_dir / "spool").glob("github-*.json"))
     assert [d for d, _, _ in inbox(data_dir)] == ["while-busy"]
     assert [i.id for i in issues_feed.preview()] == ["while-busy"]
-
-
-def hold_store(store: Path) -> subprocess.Popen[str]:
-    """Another process holding the store's lock until it is killed."""
-    with Store(store).transaction():
-        pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-         " time.sleep(60)", str(store)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_one_delivery_sent_at_the_same_moment_many_times_is_spooled_once(

@@ -39,8 +39,9 @@ def prefect_environment(s: Settings) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         # Ephemeral mode needs ~30 s on a fresh home here; Prefect's default is 20.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-        # How often serve's runner asks for runs to start: a webhook's run waits for the
-        # next poll (Prefect's default is 10 s; shared notes/prefect.md §8).
+        # How often serve's runner asks for runs to start: a run asked for by `triggerflow
+        # run` or the UI waits for the next poll (Prefect's default is 10 s; shared
+        # notes/prefect.md §8). Event triggers do not wait for it (_event_runs).
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         # Concurrency leases in files in the home, not in one server's memory: the
         # temporary server of the next `run --here` still knows a killed run's lease, so
