@@ -120,16 +120,23 @@ def _start_backups(s: Settings, say: Say) -> Any:
 
 
 def _github_receiver(s: Settings, say: Say, runs: EventRuns) -> GitHubReceiver:
+    from ._webhooks import Stored
     from .blocks import load_github_secret
-    from .sources._github import waker
+    from .sources._github import KIND, waker
 
     secret = load_github_secret()
     if secret is None and not s.github_allow_unsigned:
         say("  (GitHub webhooks are refused until TRIGGERFLOW_GITHUB_SECRET is set)")
     elif secret is None:
         say("  (GitHub webhooks are accepted unsigned: TRIGGERFLOW_GITHUB_ALLOW_UNSIGNED=1)")
+    emit = waker()
+
+    def stored(d: Stored) -> None:  # serve's own triggers here; workers' by a Prefect event
+        runs.wake(KIND, lambda on: on.woken_by(d.event, d.repo))
+        emit(d)
+
     secret_value = secret.get_secret_value() if secret else None
-    return GitHubReceiver(s, secret_value, on_stored=waker(runs))
+    return GitHubReceiver(s, secret_value, on_stored=stored)
 
 
 class Reindexer(threading.Thread):
@@ -271,7 +278,7 @@ def _start_bot(s: Settings, triggers: dict[str, Any], say: Say, runs: EventRuns)
     from ._xmpp import XMPPConnection
     from .blocks import load_xmpp_account
     from .exceptions import AccountNotConfigured
-    from .sources._chat import waker
+    from .sources._chat import KIND, waker
 
     try:
         acct = load_xmpp_account("bot")
@@ -283,7 +290,13 @@ def _start_bot(s: Settings, triggers: dict[str, Any], say: Say, runs: EventRuns)
         port=acct.port, ca_file=acct.ca_file, allow_plaintext=acct.allow_plaintext,
         timeout=s.xmpp_timeout,
     )  # fmt: skip
-    bot = Bot(s, conn, owners, Commands(s, triggers), wake=waker(acct.jid, runs))
+    emit = waker(acct.jid)
+
+    def wake(key: str) -> None:  # serve's own triggers here; workers' by a Prefect event
+        runs.wake(KIND)
+        emit(key)
+
+    bot = Bot(s, conn, owners, Commands(s, triggers), wake=wake)
     bot.start()
     who = ", ".join(sorted(bot.owners)) or "nobody (set TRIGGERFLOW_BOT_OWNERS)"
     say(f"XMPP bot: {acct.jid}, taking commands from {who}")

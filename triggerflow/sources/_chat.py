@@ -16,15 +16,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .. import _runtime
 from .._store import Delivery
 from ..types import Item, Items
 from ._inbox import read_inbox
-
-if TYPE_CHECKING:
-    from .._event_runs import EventRuns
 
 __all__ = ["ChatMessages", "xmpp_message"]
 
@@ -87,10 +84,10 @@ class ChatMessages:
         )
 
 
-def waker(bot_jid: str, runs: EventRuns | None = None) -> Callable[[str], None]:
-    """What the bot calls for each stored message: serve's own ``on=`` triggers are
-    woken in its process (``runs``); for workers elsewhere, a Prefect event, coalesced
-    over bursts (see ``_wakeup``)."""
+def waker(bot_jid: str) -> Callable[[str], None]:
+    """For ``on=`` triggers run by workers elsewhere: a Prefect event per stored message
+    to the bot, coalesced over bursts (see ``_wakeup``). Serve wakes its own event
+    triggers in its process (``_event_runs``)."""
     from .._wakeup import Coalescer
 
     def emit(_: object) -> None:
@@ -100,12 +97,7 @@ def waker(bot_jid: str, runs: EventRuns | None = None) -> Callable[[str], None]:
 
     coalesce = Coalescer(emit)
 
-    def wake(_: str) -> None:
-        if runs is not None:
-            runs.wake(KIND)
-        coalesce(bot_jid)
-
-    return wake
+    return lambda key: coalesce(bot_jid)
 
 
 def xmpp_message(

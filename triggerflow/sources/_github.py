@@ -14,7 +14,7 @@ import fnmatch
 import json
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .. import _github, _runtime
 from .._store import Delivery
@@ -23,9 +23,6 @@ from ..blocks import GITHUB_SECRET_ENV, load_github_secret
 from ..exceptions import ConfigurationError
 from ..types import Item, Items
 from ._inbox import read_inbox
-
-if TYPE_CHECKING:
-    from .._event_runs import EventRuns
 
 __all__ = ["GitHubWebhook", "github_webhook"]
 
@@ -145,13 +142,10 @@ def github_webhook(
     return spec
 
 
-def waker(runs: EventRuns | None = None) -> Callable[[Stored], None]:
-    """What the receiver calls for each new announced delivery.
-
-    Serve's own event triggers are woken in its process (``runs``); for deployments run
-    by workers elsewhere (``prefect.yaml``), a Prefect event per (event, repository),
-    coalesced over bursts (see ``_wakeup``).
-    """
+def waker() -> Callable[[Stored], None]:
+    """For deployments run by workers elsewhere (``prefect.yaml``): a Prefect event per
+    new announced delivery's (event, repository), coalesced over bursts (see
+    ``_wakeup``). Serve wakes its own event triggers in its process (``_event_runs``)."""
     from .._wakeup import Coalescer
 
     def emit(key: Hashable) -> None:
@@ -165,12 +159,7 @@ def waker(runs: EventRuns | None = None) -> Callable[[Stored], None]:
 
     coalesce = Coalescer(emit)
 
-    def wake(stored: Stored) -> None:
-        if runs is not None:
-            runs.wake(KIND, lambda on: on.woken_by(stored.event, stored.repo))
-        coalesce((stored.event, stored.repo.lower() or "unknown"))
-
-    return wake
+    return lambda stored: coalesce((stored.event, stored.repo.lower() or "unknown"))
 
 
 def _item(
