@@ -216,6 +216,70 @@ def test_a_lock_held_too_long_is_a_clear_error_naming_the_holder(tmp_path: Path)
         holder.wait()
 
 
+# Another triggerflow process writing in a loop: short transactions back to back, each
+# holding the file 0.2 s, for at most `seconds` (and at most 400 of them).
+BUSY_WRITER = """
+import sys, time
+from pathlib import Path
+from triggerflow._store import Store
+store = Store(Path(sys.argv[1]), wait=30)
+end = time.monotonic() + float(sys.argv[2])
+print("writing", flush=True)
+for n in range(400):
+    if time.monotonic() > end:
+        break
+    with store.transaction() as tx:
+        tx.con.execute("INSERT OR REPLACE INTO meta VALUES ('busy', ?)", [str(n)])
+        time.sleep(0.2)
+"""
+
+
+def _busy_writer(path: Path, seconds: float, code: str = BUSY_WRITER) -> subprocess.Popen[str]:
+    p = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), str(path), str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert p.stdout is not None and p.stdout.readline().strip() == "writing"
+    return p
+
+
+def test_a_writer_waits_its_turn_however_long_the_queue_while_it_moves(store: Store) -> None:
+    """Item 3 of issue 17: eight other processes write back to back, so a turn comes
+    about every 8 x 0.2 s, longer than `wait`; but each of their turns is short, so this
+    one never gives up. With retries alone it gave up after `wait` (StoreBusyError), and
+    the busy writers' quick first retries took most free moments before its own."""
+    with store.transaction() as tx:  # create the file first
+        tx.upsert_items(items(1), T0)
+    writers = [_busy_writer(store.path, 30) for _ in range(8)]
+    try:
+        patient = Store(store.path, wait=1.5)
+        for n in range(4):
+            with patient.transaction() as tx:
+                assert tx.upsert_items(items(1, start=10 + n), T0) == 1
+        assert all(w.poll() is None for w in writers)  # they were writing all along
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+
+
+def test_a_turn_held_too_long_by_a_triggerflow_process_names_it(store: Store) -> None:
+    holder = _busy_writer(store.path, 10, code=BUSY_WRITER.replace("0.2)", "20)"))
+    try:
+        time.sleep(0.3)
+        with pytest.raises(StoreBusyError) as busy:
+            with Store(store.path, wait=1).transaction():
+                pass
+        assert f"process {holder.pid} (" in str(busy.value)
+        assert "TRIGGERFLOW_STORE_WAIT" in str(busy.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its line in the queue went with it: the next opener does not wait for a dead turn.
+    with Store(store.path, wait=1).transaction() as tx:
+        assert tx.upsert_items(items(1, start=50), T0) == 1
+
+
 def test_batches_are_single_statements(store: Store) -> None:
     """5,000 items in one upsert: one call, no per-row round trips (a row count check)."""
     many = items(5000)

@@ -1,10 +1,10 @@
 """A consistent copy of the store, and a check of a store file.
 
 The copy is DuckDB's ``COPY FROM DATABASE`` into a new file, taken while the store is
-open in this process: DuckDB's file lock keeps other processes from writing and
-the per-file thread lock keeps our own threads out, so the copy sees one state of every
-table while ``serve`` and its runs simply wait (as for any transaction: with backoff, up
-to ``TRIGGERFLOW_STORE_WAIT``). Measured at 100,000 items: 0.6 s. It is also compact:
+open in this process: its turn at the store (``_turns``) keeps every other
+triggerflow opener out and DuckDB's file lock any other process, so the copy sees one
+state of every table while ``serve`` and its runs wait in the queue, as for any
+transaction. Measured at 100,000 items: 0.6 s. It is also compact:
 a copy holds none of the space the live file has lost to DuckDB 1.4.4's index
 checkpoints (bench/README.md, "Store size"), so a restore gives that space back.
 
@@ -25,7 +25,6 @@ import duckdb
 from ..exceptions import StoreError
 from ._connection import (
     _retry_lock,
-    _thread_lock,
     check_file_type,
     no_pandas_probes,
     open_duckdb,
@@ -35,6 +34,7 @@ from ._connection import (
     store_tables,
 )
 from ._schema import MIGRATIONS, VERSION
+from ._turns import turn
 
 _ALIAS = "triggerflow_copy"
 
@@ -138,7 +138,7 @@ def check_file(path: Path, wait: float = 30.0) -> CheckReport:
         report.problems.append(str(e))
         return report
     try:
-        with _thread_lock(path, wait), no_pandas_probes():
+        with turn(path, wait), no_pandas_probes():
             # Read-only: a check never changes the file (nor replays its WAL into it).
             deadline = time.monotonic() + wait
             con = _retry_lock(path, wait, deadline, lambda: open_duckdb(path, read_only=True))

@@ -3,13 +3,11 @@
 DuckDB lets one process at a time open a file for writing (read-only openers
 conflict with a writer too), while Prefect runs every flow run in its own process
 and users open notebooks. So every operation opens, runs one transaction and
-closes; a lock conflict is retried with backoff up to ``wait`` seconds, then
-reported as :class:`StoreBusyError` naming the process that holds it.
-
-Within one process DuckDB shares a single database instance between connections to
-the same file, so threads never see that lock: their concurrent transactions fail
-with write-write conflicts instead (even the first migration races on creating
-``meta``). A per-file lock in this process serialises them, under the same ``wait``.
+closes. Before opening, it takes its turn in the queue of every triggerflow opener,
+processes and threads alike (``_turns``: first come, first served; it waits as long
+as the queue moves). An opener outside triggerflow that holds the file is retried
+with backoff up to ``wait`` seconds, then reported as :class:`StoreBusyError`
+naming the process that holds it.
 
 Every connection is opened with :data:`CONFIG`: DuckDB must never download or load an
 extension on its own. Opening a SQLite file (or a DuckDB file that uses an extension's
@@ -23,7 +21,6 @@ import importlib.util
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +31,7 @@ import duckdb
 
 from ..exceptions import StoreBusyError, StoreError
 from ._schema import MARKED_SINCE, MARKER, MIGRATIONS, VERSION
+from ._turns import turn
 
 T = TypeVar("T")
 
@@ -94,18 +92,6 @@ def check_file_type(path: Path) -> None:
     )
 
 
-# One re-entrant lock per store file in this process (re-entrant: a transaction opened
-# inside another on the same thread must not deadlock, it behaves as it did before).
-_FILE_LOCKS: dict[Path, threading.RLock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
-
-
-def _file_lock(path: Path) -> threading.RLock:
-    key = path.resolve()
-    with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(key, threading.RLock())
-
-
 def _is_lock_conflict(e: duckdb.Error) -> bool:
     return "Could not set lock" in str(e) or "Conflicting lock" in str(e)
 
@@ -129,20 +115,6 @@ def _retry_lock(path: Path, wait: float, deadline: float, action: Callable[[], T
                 ) from e
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
-
-
-@contextmanager
-def _thread_lock(path: Path, wait: float) -> Iterator[None]:
-    lock = _file_lock(path)
-    if not lock.acquire(timeout=min(max(wait, 0.0), threading.TIMEOUT_MAX)):
-        raise StoreBusyError(
-            f"store {path}: another thread of this process has held it for more than "
-            f"{wait:g} s; raise TRIGGERFLOW_STORE_WAIT if its transactions are that long"
-        )
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -271,7 +243,7 @@ def session(
     _private_parent(path)
     check_file_type(path)
     deadline = time.monotonic() + wait
-    with _thread_lock(path, wait), no_pandas_probes():
+    with turn(path, wait), no_pandas_probes():
         con = _retry_lock(path, wait, deadline, lambda: open_duckdb(path))
         try:
             quiet(con)
@@ -336,7 +308,7 @@ def attach_read_only(
     """
     deadline = time.monotonic() + wait
     quoted = str(path).replace("'", "''")
-    with _thread_lock(path, wait):
+    with turn(path, wait):
         _retry_lock(
             path, wait, deadline, lambda: con.execute(f"ATTACH '{quoted}' AS {alias} (READ_ONLY)")
         )
