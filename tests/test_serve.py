@@ -116,3 +116,72 @@ def test_a_killed_serve_takes_its_prefect_server_with_it(tmp_path: Path) -> None
         assert not [p for p in children if _alive(p)], "the Prefect server outlived serve"
     finally:
         serve.kill()
+
+
+SLEEPER = '''import os
+import time
+from pathlib import Path
+
+from triggerflow import every, trigger
+
+
+@trigger(schedule=every("1h"))
+def sleeper():
+    """In a run the runner started (not when serve checks it): say which process runs
+    it, then take its time."""
+    if os.environ.get("PREFECT__FLOW_RUN_ID"):
+        Path(os.environ["SLEEPER_MARK"]).write_text(str(os.getpid()))
+        time.sleep(300)
+'''
+
+
+def test_a_killed_serve_takes_its_runs_with_it_and_marks_them_crashed_at_restart(
+    tmp_path: Path,
+) -> None:
+    """Issue 17, item 6: a run of the process runner is a child of serve; after SIGKILL
+    of serve it went on running (holding the store, sending) beside the next serve's."""
+    import os
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "sleeper.py").write_text(SLEEPER)
+    mark = tmp_path / "sleeper.pid"
+    serve = Serve(tmp_path / "data", flows, SLEEPER_MARK=str(mark))
+    again = Serve(tmp_path / "data", flows, SLEEPER_MARK=str(mark))
+    try:
+        serve.start()
+        (deployment,) = serve.deployments(1).values()
+        deadline = time.monotonic() + 60
+        while True:  # Prefect's SQLite server answers 503 while it is busy for a moment
+            made = httpx.post(
+                f"{serve.api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10
+            )
+            if made.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert made.status_code == 201, made.text
+        run = made.json()
+        deadline = time.monotonic() + 90  # the runner's next poll, then the run's start
+        while time.monotonic() < deadline and not mark.exists():
+            time.sleep(0.2)
+        assert mark.exists(), serve.output
+        time.sleep(0.2)
+        run_pid = int(mark.read_text())
+        assert serve.proc is not None and run_pid in _children(serve.proc.pid)
+        children = _children(serve.proc.pid)
+
+        os.kill(serve.proc.pid, signal.SIGKILL)  # serve alone, not its process group
+        serve.proc.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and [p for p in children if _alive(p)]:
+            time.sleep(0.2)
+        assert not _alive(run_pid), "the run outlived the serve that started it"
+        assert not [p for p in children if _alive(p)], "children outlived serve"
+
+        out = again.start()
+        assert f"sleeper: run {run['name']} was left going by a serve that was killed" in out
+        state = httpx.get(f"{again.api}/flow_runs/{run['id']}", timeout=10).json()["state"]
+        assert state["type"] == "CRASHED", state
+    finally:
+        serve.kill()
+        again.kill()

@@ -181,3 +181,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
+
+
+def _follow_serve() -> None:
+    # A run that serve's runner started (or another child of serve): it must not outlive
+    # a killed serve (triggerflow._lifeline). One environment lookup for everyone else.
+    import os
+
+    if os.environ.get("TRIGGERFLOW_SERVE_PROCESS"):
+        from ._lifeline import follow
+
+        follow()
+
+
+_follow_serve()

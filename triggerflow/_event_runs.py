@@ -36,6 +36,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from ._lifeline import LABEL
+from ._store._owners import this_process
+
 if TYPE_CHECKING:
     from ._trigger import Trigger
 
@@ -66,6 +69,7 @@ class EventRuns:
         self._halt = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="triggerflow-events", daemon=True)
         self.started = 0  # runs started, for tests and the bench
+        self._owner = this_process()
 
     # -- what serve calls ------------------------------------------------------------
 
@@ -185,8 +189,9 @@ class EventRuns:
                     # in the inbox; the first wake-up after `resume` delivers it all.
                     return False
                 flow_run = client.create_flow_run_from_deployment(
-                    deployment_id, state=Pending(), tags=[*t.tags, "event"]
-                )
+                    deployment_id, state=Pending(), tags=[*t.tags, "event"],
+                    labels={LABEL: self._owner},  # which serve ran it (_lifeline)
+                )  # fmt: skip
         self.started += 1
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             state = run_flow(t, flow_run=flow_run, return_type="state")

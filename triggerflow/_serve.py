@@ -95,7 +95,7 @@ def serve(s: Settings, say: Say) -> int:
         reindexer.start()
         backups = _start_backups(s, say)
         try:
-            return _serve_triggers(s, ui_url, say, started, runs)
+            return _serve_triggers(s, ui_url, say, started, runs, own_server=server is not None)
         finally:
             runs.stop()
             backups.stop()
@@ -197,12 +197,15 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime, runs: EventRuns) -> int:
+def _serve_triggers(
+    s: Settings, ui_url: str, say: Say, started: datetime, runs: EventRuns, *, own_server: bool
+) -> int:
     import asyncio
 
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
+    from ._lifeline import hand_down
     from ._watch import ServedTriggers
 
     served = ServedTriggers(s, say, started, in_process=True)
@@ -215,12 +218,14 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime, runs:
     # pause_on_shutdown=False: stopping serve must not look like a vacation (issue 5
     # keeps its own record of what was paused by the user).
     runner = Runner(pause_on_shutdown=False)
+    hand_down()  # the runs the runner starts die with serve, even a SIGKILLed one
     bot = _start_bot(s, served.triggers, say, runs)
     # Prefect's own SIGTERM handler leaves a coroutine un-awaited (3.8.8); harmless.
     warnings.filterwarnings("ignore", "coroutine 'Runner.astop' was never awaited")
 
     async def main() -> None:
         await served.apply(runner, plan)
+        await _mark_crashed(served.ids, started, say, own_server=own_server)
         say(f"Serving {len(served.deployed)} trigger(s). Prefect UI: {ui_url}  (Ctrl-C to stop)")
         runs.attach(served.triggers, served.ids)
         await served.catch_up()
@@ -257,6 +262,26 @@ def _serve_triggers(s: Settings, ui_url: str, say: Say, started: datetime, runs:
         _drain_prefect()
     say("Stopped serving.")
     return 0
+
+
+async def _mark_crashed(
+    ids: dict[str, Any], started: datetime, say: Say, *, own_server: bool
+) -> None:
+    """Runs a killed serve left going, marked Crashed (never a reason not to serve)."""
+    from prefect.client.orchestration import get_client
+
+    from ._lifeline import mark_crashed
+
+    names = {v: k for k, v in ids.items()}
+    try:
+        async with get_client() as client:
+            marked = await mark_crashed(client, ids.values(), started, own_server=own_server)
+    except Exception as e:  # the UI keeps saying Running; the next start tries again
+        say(f"  (runs left going by a killed serve not marked: {type(e).__name__}: {e})")
+        return
+    for run in marked:
+        name = names.get(run.deployment_id, "?")
+        say(f"  ✗ {name}: run {run.name} was left going by a serve that was killed: now Crashed")
 
 
 def _drain_prefect(timeout: float = 5.0) -> None:
