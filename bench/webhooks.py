@@ -8,10 +8,14 @@ Starts a Prosody on 127.0.0.1 (the tests' own, ``tests/xmpp_support.py``) and a 
   arriving in a real XMPP client (median and p95 over all). ``--baseline REV`` runs
   serve of that git revision too (a worktree on ``PYTHONPATH``), in the same rounds,
   interleaved: before and after on the same machine under the same load;
-* **throughput**: ``--burst`` signed deliveries posted by 32 concurrent clients to the same
-  serve (a repository no trigger listens to, so no runs start), then the inbox is counted:
-  none may be lost. Beside it, the floor: the same uvicorn + FastAPI in this process
-  answering a POST that only reads the body.
+* **burst** (``--burst N``, 10,000): N signed deliveries, one in ten a redelivery of an
+  earlier one (same id), posted by 32 concurrent clients to a serve whose trigger sends
+  each to an XMPP user; every answer timed, then until the client has a message for
+  every delivery that got a 2xx: answer p50/p99/max, 5xx, rows and ids stored, messages
+  delivered and delivered again, and how long after the last answer the backlog was
+  gone. ``--kill``: the same again with serve SIGKILLed half-way, restarted, and what
+  was refused meanwhile posted again. Beside it, the floor: the same uvicorn + FastAPI
+  in this process answering a POST that only reads the body.
 
 Every loop is bounded in count and time; everything is stopped at the end.
 """
@@ -43,6 +47,9 @@ from fastapi import FastAPI, Request, Response
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from burst_support import REPO as BURST_REPO  # noqa: E402
+from burst_support import SECRET as BURST_SECRET  # noqa: E402
+from burst_support import Burst, body, flows, plan  # noqa: E402
 from serve_support import Serve, free_port  # noqa: E402
 from xmpp_support import Prosody, Receiver  # noqa: E402
 
@@ -125,31 +132,47 @@ def _checkout(where: Path, rev: str) -> Path:
     return where
 
 
-def throughput(root: Path, prosody: Prosody, burst: int) -> dict[str, Any]:
-    flows = root / "flows-burst"
-    flows.mkdir()
-    (flows / "bench_hook.py").write_text(
-        "from triggerflow import trigger\nfrom triggerflow.sinks import feed\n"
-        "from triggerflow.sources import github_webhook\n\n"
-        "@trigger(on=github_webhook(repo='bench/latency', events='push'))\n"
-        "def bench_hook(events):\n    feed(events, name='bench')\n"
-    )
-    data = root / "data-burst"
-    serve = Serve(data, flows, TRIGGERFLOW_GITHUB_SECRET=SECRET)
-    bodies = [push(i, "bench/burst") for i in range(burst)]
+def burst(root: Path, prosody: Prosody, n: int, kill: bool) -> dict[str, Any]:
+    """``n`` signed deliveries (one in ten a redelivery) from 32 clients into a serve
+    whose trigger sends each to an XMPP user; ``kill``: SIGKILL serve half-way, restart,
+    post again what was refused. Then until every accepted delivery arrived (or 5 min)."""
+    tag = "burst-kill" if kill else "burst"
+    jid, password = prosody.new_user("burst")
+    data = root / f"data-{tag}"
+    serve = Serve(
+        data, flows(root / f"flows-{tag}", jid), TRIGGERFLOW_GITHUB_SECRET=BURST_SECRET,
+        **prosody.env(owner=jid),
+    )  # fmt: skip
+    got = Receiver(prosody, jid, password)
+    b = Burst(serve, plan(n), clients=32, kill_at=0.5 if kill else None, limit=600)
     try:
         serve.start()
         serve.deployments(1)
-        ours = _post_all(f"{serve.web}/hooks/github", bodies, "burst")
+        started = time.perf_counter()
+        b.post()
+        posting = time.perf_counter() - started
+        print(f"  {tag}: {n} posted in {posting:.1f} s; waiting for the messages…",
+              file=sys.stderr, flush=True)  # fmt: skip
+        counts, drained = b.wait_delivered(got, timeout=300)
         serve.stop()
     finally:
         serve.kill()
+        got.close()
     with Store(data / "triggerflow.duckdb").transaction(commit=False) as tx:
-        stored = tx.con.execute("SELECT count(*) FROM inbox WHERE repo = 'bench/burst'").fetchone()[
-            0
-        ]
-    floor = _floor(bodies)
-    return {"deliveries": burst, "ours_per_s": ours, "stored": stored, "floor_per_s": floor}
+        rows, ids = tx.con.execute(
+            f"SELECT count(*), count(DISTINCT id) FROM inbox WHERE repo = '{BURST_REPO}'"
+        ).fetchone()
+    accepted = b.accepted()
+    return {
+        "posts": n, "clients": 32, "unique_ids": len(set(b.numbers)),
+        "killed_after_answers": b.killed_after, "posting_s": posting,
+        "accepted_per_s": len(b.answers) / posting, "answer_s": b.times(),
+        "codes": dict(b.codes()), "refused": len(b.refused),
+        "stored_rows": rows, "stored_ids": ids, "accepted_ids": len(accepted),
+        "delivered_ids": len(accepted & set(counts)),
+        "messages_again": sum(c - 1 for c in counts.values()),
+        "drained_s_after_last_answer": drained,
+    }  # fmt: skip
 
 
 def _post_all(url: str, bodies: list[bytes], tag: str, workers: int = 32) -> float:
@@ -202,16 +225,21 @@ def _floor(bodies: list[bytes]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deliveries", type=int, default=20, help="latency samples per round (20)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds, each a new serve (3)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds, each a new serve (3; 0: none)")
     ap.add_argument(
         "--baseline", default="",
         help="also serve of this git revision, in the same rounds (e.g. d34593a: before "
         "event triggers ran in serve's process)",
     )  # fmt: skip
-    ap.add_argument("--burst", type=int, default=2000, help="deliveries in the burst (2000)")
+    ap.add_argument("--burst", type=int, default=10000,
+                    help="deliveries in the burst (10000; 0: no burst)")  # fmt: skip
+    ap.add_argument("--kill", action="store_true",
+                    help="also the burst with serve SIGKILLed half-way and restarted")  # fmt: skip
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "webhooks.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    bursts: dict[str, dict[str, Any]] = {}
+    floor = 0.0
     with tempfile.TemporaryDirectory(prefix="tf-bench-hooks-") as tmp:
         root = Path(tmp)
         (root / "prosody").mkdir()
@@ -228,12 +256,19 @@ def main(argv: list[str] | None = None) -> int:
                     rows[f"at {args.baseline}"] += latency(
                         root, prosody, args.deliveries, f"base{r}", code
                     )
-            burst = throughput(root, prosody, args.burst)
+            if args.burst:
+                bursts["burst"] = burst(root, prosody, args.burst, kill=False)
+                if args.kill:
+                    bursts["burst, serve SIGKILLed half-way"] = burst(
+                        root, prosody, args.burst, kill=True
+                    )
+                floor = _floor([body(n) for n in plan(args.burst)])
         finally:
             prosody.stop()
             if code is not None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                                 str(code)], check=False)  # fmt: skip
+    rows = {k: v for k, v in rows.items() if v}
     report = {
         "machine": {
             "cores": os.cpu_count(), "python": platform.python_version(),
@@ -243,22 +278,36 @@ def main(argv: list[str] | None = None) -> int:
             k: {"p50": statistics.median(v), "p95": p95(v), "samples": v}
             for k, v in rows.items()
         },
-        "throughput": burst,
+        "bursts": bursts,
+        "floor_per_s": floor,
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nWebhook → XMPP message, {os.cpu_count()} cores\n")
-    print("| serve | deliveries | p50 s | p95 s |\n|---|---|---|---|")
-    for name, xs in rows.items():
-        label = "this tree" if name == "ours" else name
-        print(f"| {label} | {len(xs)} | {statistics.median(xs):.2f} | {p95(xs):.2f} |")
-    print("\n| receiver | deliveries | per second | stored |\n|---|---|---|---|")
-    print(f"| triggerflow serve (verify, store, wake) | {burst['deliveries']} | "
-          f"{burst['ours_per_s']:.0f} | {burst['stored']} |")  # fmt: skip
-    print(f"| uvicorn + FastAPI, body read only | {burst['deliveries']} | "
-          f"{burst['floor_per_s']:.0f} | - |")  # fmt: skip
+    if rows:
+        print("| serve | deliveries | p50 s | p95 s |\n|---|---|---|---|")
+        for name, xs in rows.items():
+            label = "this tree" if name == "ours" else name
+            print(f"| {label} | {len(xs)} | {statistics.median(xs):.2f} | {p95(xs):.2f} |")
+    ok = True
+    if bursts:
+        print("\n| burst | posts (ids) | answers/s | answer p50 / p99 / max s | 5xx | "
+              "stored (ids) | delivered | again | all delivered after |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, b in bursts.items():
+            t = b["answer_s"]
+            fives = sum(v for k, v in b["codes"].items() if int(k) >= 500)
+            print(f"| {name} | {b['posts']} ({b['unique_ids']}) | {b['accepted_per_s']:.0f} | "
+                  f"{t['p50']:.2f} / {t['p99']:.2f} / {t['max']:.2f} | {fives} | "
+                  f"{b['stored_rows']} ({b['stored_ids']}) | "
+                  f"{b['delivered_ids']}/{b['accepted_ids']} | {b['messages_again']} | "
+                  f"{b['drained_s_after_last_answer']:.1f} s |")  # fmt: skip
+            ok = ok and not fives and b["delivered_ids"] == b["accepted_ids"]
+            ok = ok and b["stored_rows"] == b["stored_ids"] == b["accepted_ids"]
+        print(f"| uvicorn + FastAPI, body read only | {args.burst} | {floor:.0f} | "
+              "| | | | | |")  # fmt: skip
     print(f"\nJSON: {args.out}")
-    return 0 if burst["stored"] == burst["deliveries"] else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

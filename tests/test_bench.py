@@ -37,9 +37,11 @@ def test_webhooks_bench_smoke(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     report = json.loads(out.read_text())
     assert len(report["latency_s"]["ours"]["samples"]) == 2
-    burst = report["throughput"]
-    assert burst["stored"] == burst["deliveries"] == 40  # none lost
-    assert "| triggerflow serve (verify, store, wake) | 40 |" in r.stdout
+    burst = report["bursts"]["burst"]
+    assert burst["posts"] == 40 and burst["unique_ids"] == 36
+    # none lost, stored once, delivered
+    assert burst["stored_rows"] == burst["stored_ids"] == burst["delivered_ids"] == 36
+    assert "| burst | 40 (36) |" in r.stdout
 
 
 def test_xmpp_bench_smoke(tmp_path: Path) -> None:
