@@ -67,6 +67,15 @@ def _check(store: Store, trigger: str, failures: list[str]) -> None:
     _send(store, Item(source=SOURCE, id=ident, title=text, published=t))
 
 
+def send_now(store: Store, ident: str, text: str) -> None:
+    """One alert that belongs to no trigger's outage (serve was down); never raises."""
+    try:
+        _runtime.logger().warning("alert: %s", text)
+        _send(store, Item(source=SOURCE, id=ident, title=text, published=now()))
+    except TriggerflowError as e:
+        _runtime.logger().warning("alert not sent: %s", e)
+
+
 def _send(store: Store, alert: Item | None) -> None:
     """Deliver ``alert`` (and any alert still owed) to the default account's owner."""
     from ._outbox import Options, deliver

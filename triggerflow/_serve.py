@@ -207,6 +207,7 @@ def _serve_triggers(
 
     from ._lifeline import hand_down
     from ._watch import ServedTriggers
+    from ._watchdog import Watchdog
 
     served = ServedTriggers(s, say, started, in_process=True)
     plan = served.scan()
@@ -228,6 +229,8 @@ def _serve_triggers(
         await _mark_crashed(served.ids, started, say, own_server=own_server)
         say(f"Serving {len(served.deployed)} trigger(s). Prefect UI: {ui_url}  (Ctrl-C to stop)")
         runs.attach(served.triggers, served.ids)
+        watchdog = Watchdog(s, served.triggers, served.ids, started, say)
+        await asyncio.to_thread(watchdog.start)  # says first if the last serve was killed
         await served.catch_up()
         watching = asyncio.create_task(served.watch(runner))
         running = asyncio.create_task(runner.start())
@@ -248,6 +251,7 @@ def _serve_triggers(
             say("Stopping…")
             watching.cancel()
             stopping.cancel()
+            watchdog.stop()
             runs.stop(timeout=STOP_SECONDS / 2)  # in-process runs: end, or owed again later
             running.cancel()
             await asyncio.wait({running}, timeout=STOP_SECONDS / 2)

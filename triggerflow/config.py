@@ -81,6 +81,9 @@ class Settings:
         event_runs: how many runs of event triggers (webhooks, chat messages) ``serve``
             runs at once, in its own process; each trigger has one at a time
             (``TRIGGERFLOW_EVENT_RUNS``).
+        watchdog: seconds between ``serve``'s looks for crashed runs, late triggers and
+            workers gone, each told once by an alert; 0 turns it off
+            (``TRIGGERFLOW_WATCHDOG``).
     """
 
     data_dir: Path
@@ -104,6 +107,7 @@ class Settings:
     search_reindex: float = 600.0
     backups: int = 7
     event_runs: int = 2
+    watchdog: float = 30.0
 
     @property
     def store_path(self) -> Path:

@@ -1,0 +1,133 @@
+"""Alerts that no run can send (issue 17, item 5): a run killed mid-way, a trigger whose
+runs hang, a serve that was killed; each told once by XMPP, and once when it is back.
+A real serve, its runner's run processes, a real Prosody and a real receiving client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+from serve_support import Serve
+from xmpp_support import Prosody, Receiver
+
+TRIGGERS = '''import os
+import time
+from pathlib import Path
+
+from triggerflow import every, trigger
+
+
+def _hold(name):
+    # In a run the runner started (not when serve checks the trigger).
+    if not os.environ.get("PREFECT__FLOW_RUN_ID"):
+        return
+    marks = Path(os.environ["WATCHDOG_MARKS"])
+    if (marks / f"{name}.ok").exists():
+        return  # runs normally: a completed run
+    (marks / f"{name}.pid").write_text(str(os.getpid()))
+    for _ in range(3000):  # 300 s at most
+        if (marks / f"{name}.ok").exists():
+            return
+        time.sleep(0.1)
+
+
+@trigger(schedule=every("1h"))
+def killed():
+    """Its runs (asked for by the test) hang until they may complete; one is killed."""
+    _hold("killed")
+
+
+@trigger(schedule=every("10s"))
+def hangs():
+    """Its first run never ends: no run completes."""
+    _hold("hangs")
+'''
+
+
+def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _said(receiver: Receiver, text: str) -> list[str]:
+    return [m for m in receiver.messages if text in m]
+
+
+def test_a_killed_run_a_late_trigger_and_a_killed_serve_are_each_told_once(
+    prosody: Prosody, tmp_path: Path
+) -> None:
+    jid, password = prosody.new_user("owner")
+    flows, marks = tmp_path / "flows", tmp_path / "marks"
+    flows.mkdir()
+    marks.mkdir()
+    (flows / "watched.py").write_text(TRIGGERS)
+    env = {**prosody.env(owner=jid), "TRIGGERFLOW_WATCHDOG": "1", "WATCHDOG_MARKS": str(marks)}
+    serve = Serve(tmp_path / "data", flows, **env)
+    again = Serve(tmp_path / "data", flows, **env)
+    receiver = Receiver(prosody, jid, password)
+    try:
+        serve.start()
+        killed_id = serve.deployments(2)["killed"]["id"]
+        _run(serve, killed_id)
+        _until(lambda: (marks / "killed.pid").exists(), 90, "a run of `killed`")
+        os.kill(int((marks / "killed.pid").read_text()), signal.SIGKILL)  # the run alone
+        crashed = _until(lambda: _said(receiver, "killed is failing: its run"), 60, "the alert")
+        assert "crashed" in crashed[0], crashed
+
+        # No run of `hangs` completes: two of its times and the grace later, it is late.
+        late = _until(lambda: _said(receiver, "hangs is failing: no completed run"), 90, "late")
+        assert "every 10s" in late[0], late
+
+        # `killed` may complete now: its next run is one, and it is back.
+        (marks / "killed.ok").write_text("")
+        _run(serve, killed_id)
+        _until(lambda: _said(receiver, "killed is back to normal"), 90, "back to normal")
+        # One per outage: the looks every second meanwhile told nobody again.
+        assert len(_said(receiver, "killed is failing")) == 1, receiver.messages
+        assert len(_said(receiver, "hangs is failing")) == 1, receiver.messages
+
+        assert serve.proc is not None
+        os.kill(serve.proc.pid, signal.SIGKILL)
+        serve.proc.wait(10)
+        _until(lambda: _port_free(serve.port), 60, "the killed serve's Prefect server to go")
+        again.start()
+        _until(lambda: _said(receiver, "serve was down"), 60, "the alert about serve")
+        again.stop()
+    finally:
+        serve.kill()
+        again.kill()
+        receiver.close()
+    assert len(_said(receiver, "serve was down")) == 1, receiver.messages
+
+
+def _run(serve: Serve, deployment_id: str) -> None:
+    """A run of the deployment, now (Prefect's SQLite server answers 503 while busy)."""
+    deadline = time.monotonic() + 60
+    while True:
+        made = httpx.post(
+            f"{serve.api}/deployments/{deployment_id}/create_flow_run", json={}, timeout=10
+        )
+        if made.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert made.status_code == 201, made.text
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
