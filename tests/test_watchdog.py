@@ -131,3 +131,62 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_a_worker_that_goes_away_is_told_once_and_once_when_it_is_back(
+    prosody: Prosody, tmp_path: Path
+) -> None:
+    """A worker of a work pool (the prefect.yaml way, on another machine): Prefect marks it
+    offline once it missed three heartbeats (2 s here; the server looks every second)."""
+    import subprocess
+    import sys
+
+    jid, password = prosody.new_user("owner")
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "watched.py").write_text(TRIGGERS)
+    serve = Serve(
+        tmp_path / "data", flows, TRIGGERFLOW_WATCHDOG="1", WATCHDOG_MARKS=str(tmp_path),
+        PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS="1", **prosody.env(owner=jid),
+    )  # fmt: skip
+    receiver = Receiver(prosody, jid, password)
+    worker_env = {
+        **serve.env,
+        "PREFECT_API_URL": serve.api,
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "2",
+    }
+
+    def worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "elsewhere",
+             "--type", "process", "--name", "w1"],
+            env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    first = second = None
+    try:
+        serve.start()
+        first = worker()
+        _until(lambda: _worker_status(serve) == "ONLINE", 90, "the worker online")
+        first.kill()
+        first.wait(10)
+        down = _until(lambda: _said(receiver, "worker w1 of pool elsewhere is failing"), 60, "down")
+        assert "it is down" in down[0], down
+        second = worker()
+        _until(lambda: _said(receiver, "worker w1 of pool elsewhere is back"), 90, "back")
+        assert len(_said(receiver, "worker w1 of pool elsewhere is failing")) == 1
+        serve.stop()
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(10)
+        serve.kill()
+        receiver.close()
+
+
+def _worker_status(serve: Serve) -> str | None:
+    got = httpx.post(f"{serve.api}/work_pools/elsewhere/workers/filter", json={}, timeout=10)
+    if got.status_code != 200 or not got.json():
+        return None
+    return got.json()[0]["status"]
