@@ -125,6 +125,47 @@ def latency(
     return out
 
 
+def chat_latency(root: Path, prosody: Prosody, n: int, tag: str) -> list[float]:
+    """``n`` chat messages to the bot one after the other, each timed until the trigger's
+    message (``on=xmpp_message()`` → ``xmpp()``) reaches another XMPP client."""
+    bot_jid, _ = prosody.new_user("bot")
+    owner_jid, owner_pw = prosody.new_user("owner")
+    dest_jid, dest_pw = prosody.new_user("dest")
+    flows = root / f"flows-{tag}"
+    flows.mkdir()
+    (flows / "bench_chat.py").write_text(
+        "from triggerflow import trigger\nfrom triggerflow.sinks import xmpp\n"
+        "from triggerflow.sources import xmpp_message\n\n"
+        "@trigger(on=xmpp_message(contains='bench'))\n"
+        f"def bench_chat(messages):\n    xmpp(messages, to={dest_jid!r})\n"
+    )
+    env = {
+        **prosody.env(owner=dest_jid),
+        **prosody.env(account="bot", user=bot_jid, owner=owner_jid),
+    }
+    serve = Serve(root / f"data-{tag}", flows, **env)
+    owner = Receiver(prosody, owner_jid, owner_pw)
+    got = Receiver(prosody, dest_jid, dest_pw)
+    out: list[float] = []
+    try:
+        serve.start()
+        serve.deployments(1)
+        owner.send(bot_jid, "list")  # its answer: the bot is connected (in the background)
+        owner.wait_for(1, timeout=60)
+        for i in range(n):
+            t = time.perf_counter()
+            owner.send(bot_jid, f"bench {tag} {i}")
+            got.wait_for(i + 1, timeout=120)
+            out.append(time.perf_counter() - t)
+            print(f"  {tag} {i + 1}/{n}: {out[-1]:.2f} s", file=sys.stderr, flush=True)
+        serve.stop()
+    finally:
+        serve.kill()
+        owner.close()
+        got.close()
+    return out
+
+
 def _checkout(where: Path, rev: str) -> Path:
     """A checkout of ``rev`` (a git worktree) whose ``triggerflow`` serve imports first."""
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
@@ -235,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="deliveries in the burst (10000; 0: no burst)")  # fmt: skip
     ap.add_argument("--kill", action="store_true",
                     help="also the burst with serve SIGKILLed half-way and restarted")  # fmt: skip
+    ap.add_argument("--chat", action="store_true",
+                    help="also a chat message to the bot → trigger → XMPP message")  # fmt: skip
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "webhooks.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -246,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         prosody = Prosody(root / "prosody")
         prosody.start()
         code = _checkout(root / "baseline", args.baseline) if args.baseline else None
-        rows: dict[str, list[float]] = {"ours": []}
+        rows: dict[str, list[float]] = {"ours": [], "chat": []}
         if code is not None:
             rows[f"at {args.baseline}"] = []
         try:
             for r in range(args.rounds):  # interleaved: the machine's load varies
                 rows["ours"] += latency(root, prosody, args.deliveries, f"ours{r}")
+                if args.chat:
+                    rows["chat"] += chat_latency(root, prosody, args.deliveries, f"chat{r}")
                 if code is not None:
                     rows[f"at {args.baseline}"] += latency(
                         root, prosody, args.deliveries, f"base{r}", code
@@ -287,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print("| serve | deliveries | p50 s | p95 s |\n|---|---|---|---|")
         for name, xs in rows.items():
-            label = "this tree" if name == "ours" else name
+            label = {"ours": "this tree", "chat": "this tree, a chat message to the bot"}.get(
+                name, name
+            )
             print(f"| {label} | {len(xs)} | {statistics.median(xs):.2f} | {p95(xs):.2f} |")
     ok = True
     if bursts:
