@@ -14,8 +14,11 @@ Starts a Prosody on 127.0.0.1 (the tests' own, ``tests/xmpp_support.py``) and a 
   every delivery that got a 2xx: answer p50/p99/max, 5xx, rows and ids stored, messages
   delivered and delivered again, and how long after the last answer the backlog was
   gone. ``--kill``: the same again with serve SIGKILLed half-way, restarted, and what
-  was refused meanwhile posted again. Beside it, the floor: the same uvicorn + FastAPI
-  in this process answering a POST that only reads the body.
+  was refused meanwhile posted again; ``--baseline REV --burst-baseline``: also into
+  serve of REV.
+  ``--burst-runs`` of each (3), interleaved: medians, and the worst of what must never
+  happen. Beside it, the floor: the same uvicorn + FastAPI in this process answering a
+  POST that only reads the body.
 
 Every loop is bounded in count and time; everything is stopped at the end.
 """
@@ -173,17 +176,22 @@ def _checkout(where: Path, rev: str) -> Path:
     return where
 
 
-def burst(root: Path, prosody: Prosody, n: int, kill: bool) -> dict[str, Any]:
+def burst(
+    root: Path, prosody: Prosody, n: int, kill: bool, tag: str, code: Path | None = None
+) -> dict[str, Any]:
     """``n`` signed deliveries (one in ten a redelivery) from 32 clients into a serve
     whose trigger sends each to an XMPP user; ``kill``: SIGKILL serve half-way, restart,
-    post again what was refused. Then until every accepted delivery arrived (or 5 min)."""
-    tag = "burst-kill" if kill else "burst"
+    post again what was refused. Then until every accepted delivery arrived (or 5 min).
+    ``code``: serve of that checkout (another revision)."""
     jid, password = prosody.new_user("burst")
     data = root / f"data-{tag}"
+    extra = {"PYTHONPATH": str(code)} if code is not None else {}
     serve = Serve(
         data, flows(root / f"flows-{tag}", jid), TRIGGERFLOW_GITHUB_SECRET=BURST_SECRET,
-        **prosody.env(owner=jid),
+        **extra, **prosody.env(owner=jid),
     )  # fmt: skip
+    if code is not None:
+        serve.cwd = code
     got = Receiver(prosody, jid, password)
     b = Burst(serve, plan(n), clients=32, kill_at=0.5 if kill else None, limit=600)
     try:
@@ -213,6 +221,28 @@ def burst(root: Path, prosody: Prosody, n: int, kill: bool) -> dict[str, Any]:
         "delivered_ids": len(accepted & set(counts)),
         "messages_again": sum(c - 1 for c in counts.values()),
         "drained_s_after_last_answer": drained,
+    }  # fmt: skip
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the runs of a burst; the worst for what must never happen."""
+    med = statistics.median
+    return {
+        "runs": len(runs), "posts": runs[0]["posts"], "unique_ids": runs[0]["unique_ids"],
+        "accepted_per_s": med(r["accepted_per_s"] for r in runs),
+        "answer_s": {
+            "p50": med(r["answer_s"].get("p50", 0.0) for r in runs),
+            "p99": med(r["answer_s"].get("p99", 0.0) for r in runs),
+            "max": max(r["answer_s"].get("max", 0.0) for r in runs),
+        },
+        "5xx": sum(v for r in runs for k, v in r["codes"].items() if int(k) >= 500),
+        "stored_rows": max(r["stored_rows"] for r in runs),
+        "stored_ids": min(r["stored_ids"] for r in runs),
+        "accepted_ids": min(r["accepted_ids"] for r in runs),
+        "delivered_ids": min(r["delivered_ids"] for r in runs),
+        "messages_again": max(r["messages_again"] for r in runs),
+        "drained_s_after_last_answer": med(r["drained_s_after_last_answer"] for r in runs),
+        "each": runs,
     }  # fmt: skip
 
 
@@ -274,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     ap.add_argument("--burst", type=int, default=10000,
                     help="deliveries in the burst (10000; 0: no burst)")  # fmt: skip
+    ap.add_argument("--burst-runs", type=int, default=3,
+                    help="bursts of each kind, each a new serve; medians (3)")  # fmt: skip
+    ap.add_argument("--burst-baseline", action="store_true",
+                    help="also the burst into serve of --baseline REV (slow)")  # fmt: skip
     ap.add_argument("--kill", action="store_true",
                     help="also the burst with serve SIGKILLed half-way and restarted")  # fmt: skip
     ap.add_argument("--chat", action="store_true",
@@ -302,11 +336,20 @@ def main(argv: list[str] | None = None) -> int:
                         root, prosody, args.deliveries, f"base{r}", code
                     )
             if args.burst:
-                bursts["burst"] = burst(root, prosody, args.burst, kill=False)
-                if args.kill:
-                    bursts["burst, serve SIGKILLed half-way"] = burst(
-                        root, prosody, args.burst, kill=True
+                variants: dict[str, list[dict[str, Any]]] = {}
+                for r in range(args.burst_runs):  # interleaved, as the latency rounds
+                    variants.setdefault("burst", []).append(
+                        burst(root, prosody, args.burst, False, f"burst{r}")
                     )
+                    if args.kill:
+                        variants.setdefault("burst, serve SIGKILLed half-way", []).append(
+                            burst(root, prosody, args.burst, True, f"burst-kill{r}")
+                        )
+                    if code is not None and args.burst_baseline:
+                        variants.setdefault(f"burst, serve at {args.baseline}", []).append(
+                            burst(root, prosody, args.burst, False, f"burst-base{r}", code)
+                        )
+                bursts = {k: summary(v) for k, v in variants.items()}
                 floor = _floor([body(n) for n in plan(args.burst)])
         finally:
             prosody.stop()
@@ -338,20 +381,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {label} | {len(xs)} | {statistics.median(xs):.2f} | {p95(xs):.2f} |")
     ok = True
     if bursts:
-        print("\n| burst | posts (ids) | answers/s | answer p50 / p99 / max s | 5xx | "
+        print("\n| burst | runs | posts (ids) | answers/s | answer p50 / p99 / max s | 5xx | "
               "stored (ids) | delivered | again | all delivered after |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, b in bursts.items():
             t = b["answer_s"]
-            fives = sum(v for k, v in b["codes"].items() if int(k) >= 500)
-            print(f"| {name} | {b['posts']} ({b['unique_ids']}) | {b['accepted_per_s']:.0f} | "
-                  f"{t['p50']:.2f} / {t['p99']:.2f} / {t['max']:.2f} | {fives} | "
-                  f"{b['stored_rows']} ({b['stored_ids']}) | "
+            print(f"| {name} | {b['runs']} | {b['posts']} ({b['unique_ids']}) | "
+                  f"{b['accepted_per_s']:.0f} | {t['p50']:.2f} / {t['p99']:.2f} / {t['max']:.2f} | "
+                  f"{b['5xx']} | {b['stored_rows']} ({b['stored_ids']}) | "
                   f"{b['delivered_ids']}/{b['accepted_ids']} | {b['messages_again']} | "
                   f"{b['drained_s_after_last_answer']:.1f} s |")  # fmt: skip
-            ok = ok and not fives and b["delivered_ids"] == b["accepted_ids"]
+            if name.startswith("burst, serve at"):
+                continue  # the revision compared with: what it did is the measurement
+            ok = ok and not b["5xx"] and b["delivered_ids"] == b["accepted_ids"]
             ok = ok and b["stored_rows"] == b["stored_ids"] == b["accepted_ids"]
-        print(f"| uvicorn + FastAPI, body read only | {args.burst} | {floor:.0f} | "
+        print(f"| uvicorn + FastAPI, body read only | 1 | {args.burst} | {floor:.0f} | "
               "| | | | | |")  # fmt: skip
     print(f"\nJSON: {args.out}")
     return 0 if ok else 1

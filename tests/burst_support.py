@@ -108,27 +108,11 @@ class Burst:
             again = [n for n, _ in self.refused]
             assert self.serve.proc is not None and self.killed_after is not None
             self.serve.proc.wait(30)
-            self._wait_port_free(self.serve.port, 60)  # its Prefect server follows it
+            self.serve.wait_port_free()  # its Prefect server follows it
             self.serve.start()
             self.refused = []
             self._post_all(again, deadline, None)
         self.ended = time.monotonic()
-
-    @staticmethod
-    def _wait_port_free(port: int, timeout: float) -> None:
-        import socket
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("127.0.0.1", port))
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.2)
-        raise AssertionError(f"port {port} still taken {timeout:g} s after serve was killed")
 
     def _post_all(self, numbers: list[int], deadline: float, kill_at: float | None) -> None:
         local = threading.local()

@@ -22,6 +22,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` of 127.0.0.1 now (as serve checks it)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class Serve:
     """One `triggerflow serve` process with its own data dir and Prefect port."""
 
@@ -109,6 +120,28 @@ class Serve:
         body = {"flows": {"name": {"any_": [flow]}}}
         got = httpx.post(f"{self.api}/flow_runs/filter", json=body, timeout=10).json()
         return [r for r in got if r["state_type"] not in ("SCHEDULED",)]
+
+    def create_run(self, deployment_id: str) -> dict:
+        """A run of the deployment, due now (Prefect's SQLite server answers 503 while it is
+        busy for a moment: asked again, for up to a minute)."""
+        deadline = time.monotonic() + 60
+        while True:
+            made = httpx.post(
+                f"{self.api}/deployments/{deployment_id}/create_flow_run", json={}, timeout=10
+            )
+            if made.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert made.status_code == 201, made.text
+        return made.json()
+
+    def wait_port_free(self, timeout: float = 60) -> None:
+        """Until this serve's Prefect port is free again (after a kill its server follows)."""
+        deadline = time.monotonic() + timeout
+        while not port_free(self.port):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"port {self.port} still taken after {timeout:g} s")
+            time.sleep(0.2)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Another `triggerflow` command, finding this serve through its state file."""

@@ -31,7 +31,7 @@ def test_webhooks_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "webhooks.json"
     r = subprocess.run(
         [sys.executable, "bench/webhooks.py", "--deliveries", "2", "--rounds", "1",
-         "--burst", "40", "--out", str(out)],
+         "--burst", "40", "--burst-runs", "1", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
@@ -41,7 +41,7 @@ def test_webhooks_bench_smoke(tmp_path: Path) -> None:
     assert burst["posts"] == 40 and burst["unique_ids"] == 36
     # none lost, stored once, delivered
     assert burst["stored_rows"] == burst["stored_ids"] == burst["delivered_ids"] == 36
-    assert "| burst | 40 (36) |" in r.stdout
+    assert "| burst | 1 | 40 (36) |" in r.stdout
 
 
 def test_xmpp_bench_smoke(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from triggerflow._discovery import discover
 
 GOOD = """from triggerflow import every, trigger
@@ -29,3 +31,26 @@ def test_errors_name_the_users_file_and_line(tmp_path: Path) -> None:
     assert "every('1y')" in errors["bad_every.py"] and errors["bad_every.py"].endswith("(line 4)")
     assert errors["imports.py"].endswith("No module named 'no_such_module_here' (line 3)")
     assert all(str(tmp_path) in why for why in errors.values())
+
+
+def test_a_file_changed_within_the_same_second_to_the_same_size_loads_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve reloads a changed file; Python's .pyc check (mtime in whole seconds, size)
+    took `every("45m")` for the `every("30m")` it had cached (seen in CI)."""
+    import os
+    import sys
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as without PYTHONDONTWRITEBYTECODE
+
+    from triggerflow._discovery import load_file
+
+    path = tmp_path / "changing.py"
+    path.write_text(GOOD.replace('every("1h")', 'every("30m")'))
+    stamp = os.stat(path).st_mtime_ns
+    (first,) = load_file(path)
+    path.write_text(GOOD.replace('every("1h")', 'every("45m")'))  # the same size
+    os.utime(path, ns=(stamp, stamp))  # and the same second, as a quick editor does
+    (second,) = load_file(path)
+    assert first.schedule is not None and second.schedule is not None
+    assert (first.schedule.describe(), second.schedule.describe()) == ("every 30m", "every 45m")

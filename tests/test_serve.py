@@ -135,6 +135,32 @@ def sleeper():
 '''
 
 
+def _serve_with_a_run_going(tmp_path: Path) -> tuple[Serve, dict, int]:
+    """A serve whose runner runs the sleeper now: (serve, the flow run, its process)."""
+    flows = tmp_path / "flows"
+    flows.mkdir(exist_ok=True)
+    (flows / "sleeper.py").write_text(SLEEPER)
+    mark = tmp_path / "sleeper.pid"
+    serve = Serve(tmp_path / "data", flows, SLEEPER_MARK=str(mark))
+    serve.start()
+    (deployment,) = serve.deployments(1).values()
+    run = serve.create_run(deployment["id"])
+    deadline = time.monotonic() + 90  # the runner's next poll, then the run's start
+    while time.monotonic() < deadline and not (mark.exists() and mark.read_text()):
+        time.sleep(0.2)
+    assert mark.exists(), serve.output
+    run_pid = int(mark.read_text())
+    assert serve.proc is not None and run_pid in _children(serve.proc.pid)
+    return serve, run, run_pid
+
+
+def _gone(pids: set[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and [p for p in pids if _alive(p)]:
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
 def test_a_killed_serve_takes_its_runs_with_it_and_marks_them_crashed_at_restart(
     tmp_path: Path,
 ) -> None:
@@ -142,41 +168,16 @@ def test_a_killed_serve_takes_its_runs_with_it_and_marks_them_crashed_at_restart
     of serve it went on running (holding the store, sending) beside the next serve's."""
     import os
 
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "sleeper.py").write_text(SLEEPER)
-    mark = tmp_path / "sleeper.pid"
-    serve = Serve(tmp_path / "data", flows, SLEEPER_MARK=str(mark))
-    again = Serve(tmp_path / "data", flows, SLEEPER_MARK=str(mark))
+    serve, run, run_pid = _serve_with_a_run_going(tmp_path)
+    again = Serve(tmp_path / "data", tmp_path / "flows", SLEEPER_MARK=str(tmp_path / "sleeper.pid"))
     try:
-        serve.start()
-        (deployment,) = serve.deployments(1).values()
-        deadline = time.monotonic() + 60
-        while True:  # Prefect's SQLite server answers 503 while it is busy for a moment
-            made = httpx.post(
-                f"{serve.api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10
-            )
-            if made.status_code != 503 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert made.status_code == 201, made.text
-        run = made.json()
-        deadline = time.monotonic() + 90  # the runner's next poll, then the run's start
-        while time.monotonic() < deadline and not mark.exists():
-            time.sleep(0.2)
-        assert mark.exists(), serve.output
-        time.sleep(0.2)
-        run_pid = int(mark.read_text())
-        assert serve.proc is not None and run_pid in _children(serve.proc.pid)
+        assert serve.proc is not None
         children = _children(serve.proc.pid)
-
         os.kill(serve.proc.pid, signal.SIGKILL)  # serve alone, not its process group
         serve.proc.wait(10)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and [p for p in children if _alive(p)]:
-            time.sleep(0.2)
-        assert not _alive(run_pid), "the run outlived the serve that started it"
-        assert not [p for p in children if _alive(p)], "children outlived serve"
+        left = _gone(children, 30)
+        assert run_pid not in left, "the run outlived the serve that started it"
+        assert not left, "children outlived serve"
 
         out = again.start()
         assert f"sleeper: run {run['name']} was left going by a serve that was killed" in out
@@ -185,3 +186,18 @@ def test_a_killed_serve_takes_its_runs_with_it_and_marks_them_crashed_at_restart
     finally:
         serve.kill()
         again.kill()
+
+
+def test_sigterm_stops_serve_within_10_s_while_a_scheduled_run_goes(tmp_path: Path) -> None:
+    """Issue 17, item 6: whatever runs, serve stops in time and leaves no process behind."""
+    serve, _, run_pid = _serve_with_a_run_going(tmp_path)
+    try:
+        assert serve.proc is not None
+        children = _children(serve.proc.pid)
+        started = time.monotonic()
+        serve.stop(signal.SIGTERM)
+        took = time.monotonic() - started
+        assert took < 10, f"serve took {took:.1f} s to stop"
+        assert not _gone(children, 10), "children outlived serve"
+    finally:
+        serve.kill()

@@ -76,7 +76,7 @@ def test_a_killed_run_a_late_trigger_and_a_killed_serve_are_each_told_once(
     try:
         serve.start()
         killed_id = serve.deployments(2)["killed"]["id"]
-        _run(serve, killed_id)
+        serve.create_run(killed_id)
         _until(lambda: (marks / "killed.pid").exists(), 90, "a run of `killed`")
         os.kill(int((marks / "killed.pid").read_text()), signal.SIGKILL)  # the run alone
         crashed = _until(lambda: _said(receiver, "killed is failing: its run"), 60, "the alert")
@@ -88,7 +88,7 @@ def test_a_killed_run_a_late_trigger_and_a_killed_serve_are_each_told_once(
 
         # `killed` may complete now: its next run is one, and it is back.
         (marks / "killed.ok").write_text("")
-        _run(serve, killed_id)
+        serve.create_run(killed_id)
         _until(lambda: _said(receiver, "killed is back to normal"), 90, "back to normal")
         # One per outage: the looks every second meanwhile told nobody again.
         assert len(_said(receiver, "killed is failing")) == 1, receiver.messages
@@ -97,7 +97,7 @@ def test_a_killed_run_a_late_trigger_and_a_killed_serve_are_each_told_once(
         assert serve.proc is not None
         os.kill(serve.proc.pid, signal.SIGKILL)
         serve.proc.wait(10)
-        _until(lambda: _port_free(serve.port), 60, "the killed serve's Prefect server to go")
+        serve.wait_port_free()
         again.start()
         _until(lambda: _said(receiver, "serve was down"), 60, "the alert about serve")
         again.stop()
@@ -106,31 +106,6 @@ def test_a_killed_run_a_late_trigger_and_a_killed_serve_are_each_told_once(
         again.kill()
         receiver.close()
     assert len(_said(receiver, "serve was down")) == 1, receiver.messages
-
-
-def _run(serve: Serve, deployment_id: str) -> None:
-    """A run of the deployment, now (Prefect's SQLite server answers 503 while busy)."""
-    deadline = time.monotonic() + 60
-    while True:
-        made = httpx.post(
-            f"{serve.api}/deployments/{deployment_id}/create_flow_run", json={}, timeout=10
-        )
-        if made.status_code != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert made.status_code == 201, made.text
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_a_worker_that_goes_away_is_told_once_and_once_when_it_is_back(

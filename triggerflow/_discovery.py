@@ -41,7 +41,12 @@ def load_file(path: Path) -> list[Trigger]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        # From the source every time, never a cached .pyc: Python trusts a .pyc whose
+        # recorded source mtime (whole seconds) and size match, so a file changed twice
+        # within one second to the same size (`every("30m")` → `every("45m")`) kept
+        # running its older code in serve.
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)
     except Exception as e:
         del sys.modules[name]
         raise FlowsLoadError(f"flows file {path}: {_describe(e, path)}") from e

@@ -67,6 +67,7 @@ class Watchdog:
         self.interval = s.watchdog
         self.triggers, self.ids = triggers, ids
         self.say = say
+        self.started = started
         self._crashed_since = started - timedelta(seconds=1)
         self._seen: set[UUID] = set()
         self._halt = threading.Event()
@@ -179,7 +180,9 @@ class Watchdog:
                 limit=1,
             )
             last = (done[0].start_time if done else None) or deployment.created or now
-            due = second_time_after(t.schedule, last)
+            # Counted from this serve's start at the earliest: while no serve ran, nothing
+            # could (that outage has its own alert), and its catch-up run comes first.
+            due = second_time_after(t.schedule, max(last, self.started))
             if due is None or now <= due:
                 continue
             self._alert(
