@@ -128,9 +128,12 @@ def latency(
     return out
 
 
-def chat_latency(root: Path, prosody: Prosody, n: int, tag: str) -> list[float]:
+def chat_latency(
+    root: Path, prosody: Prosody, n: int, tag: str, code: Path | None = None
+) -> list[float]:
     """``n`` chat messages to the bot one after the other, each timed until the trigger's
-    message (``on=xmpp_message()`` → ``xmpp()``) reaches another XMPP client."""
+    message (``on=xmpp_message()`` → ``xmpp()``) reaches another XMPP client; serve of
+    ``code`` if given (a checkout of another revision)."""
     bot_jid, _ = prosody.new_user("bot")
     owner_jid, owner_pw = prosody.new_user("owner")
     dest_jid, dest_pw = prosody.new_user("dest")
@@ -146,7 +149,11 @@ def chat_latency(root: Path, prosody: Prosody, n: int, tag: str) -> list[float]:
         **prosody.env(owner=dest_jid),
         **prosody.env(account="bot", user=bot_jid, owner=owner_jid),
     }
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     serve = Serve(root / f"data-{tag}", flows, **env)
+    if code is not None:
+        serve.cwd = code
     owner = Receiver(prosody, owner_jid, owner_pw)
     got = Receiver(prosody, dest_jid, dest_pw)
     out: list[float] = []
@@ -326,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         rows: dict[str, list[float]] = {"ours": [], "chat": []}
         if code is not None:
             rows[f"at {args.baseline}"] = []
+            rows[f"chat at {args.baseline}"] = []
         try:
             for r in range(args.rounds):  # interleaved: the machine's load varies
                 rows["ours"] += latency(root, prosody, args.deliveries, f"ours{r}")
@@ -335,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
                     rows[f"at {args.baseline}"] += latency(
                         root, prosody, args.deliveries, f"base{r}", code
                     )
+                    if args.chat:
+                        rows[f"chat at {args.baseline}"] += chat_latency(
+                            root, prosody, args.deliveries, f"chatbase{r}", code
+                        )
             if args.burst:
                 variants: dict[str, list[dict[str, Any]]] = {}
                 for r in range(args.burst_runs):  # interleaved, as the latency rounds
@@ -376,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| serve | deliveries | p50 s | p95 s |\n|---|---|---|---|")
         for name, xs in rows.items():
             label = {"ours": "this tree", "chat": "this tree, a chat message to the bot"}.get(
-                name, name
+                name, name.replace("chat at", "a chat message to the bot, at")
             )
             print(f"| {label} | {len(xs)} | {statistics.median(xs):.2f} | {p95(xs):.2f} |")
     ok = True
