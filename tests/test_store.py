@@ -538,10 +538,11 @@ def test_storing_items_does_not_search_for_pandas_per_value(
 
 def _compact_size(path: Path, tmp: Path) -> int:
     """Bytes the same data takes in a fresh DuckDB file (COPY FROM DATABASE)."""
-    import duckdb
+    from triggerflow._store import open_duckdb
 
     copy = tmp / "compact.duckdb"
-    con = duckdb.connect(":memory:")
+    copy.unlink(missing_ok=True)
+    con = open_duckdb(":memory:")  # triggerflow's settings: its block size
     con.execute(f"ATTACH '{path}' AS live (READ_ONLY)")
     con.execute(f"ATTACH '{copy}' AS compact")
     con.execute("COPY FROM DATABASE live TO compact")
@@ -569,3 +570,113 @@ def test_the_file_does_not_grow_a_block_with_every_transaction(tmp_path: Path) -
             "SELECT count(*) FROM deliveries WHERE state = 'sent'"
         ).fetchone() == (100,)
     assert size <= 2 * compact, f"{size / 1e6:.1f} MB for {compact / 1e6:.1f} MB of data"
+
+
+def _bloated_store(path: Path, transactions: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store as triggerflow wrote it before: 256 KiB blocks, a checkpoint at every close."""
+    from triggerflow._store import _connection
+
+    with monkeypatch.context() as m:
+        m.setitem(_connection.CONFIG, "default_block_size", 256 * 1024)
+        m.setattr(_connection, "CHECKPOINT_WAL", 0)
+        store = Store(path, wait=5)
+        for n in range(transactions):
+            with store.transaction() as tx:
+                tx.upsert_items(items(1, start=n), T0)
+                tx.enqueue(ROUTE, [("feed", f"id{n}")], 1000, T0)
+                claim = tx.claim(ROUTE, T0)
+                tx.record(ROUTE, T0, sent=[i.key for i in claim.items])
+
+
+def _block_size(path: Path) -> int:
+    from triggerflow._store import open_duckdb
+
+    con = open_duckdb(path, read_only=True)
+    try:
+        return int(
+            con.execute(
+                "SELECT block_size FROM pragma_database_size() "
+                "WHERE database_name = current_database()"
+            ).fetchone()[0]  # type: ignore[index]
+        )
+    finally:
+        con.close()
+
+
+def test_compaction_gives_the_space_back_while_other_processes_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is rewritten and put in place within one turn, so the writers of other
+    processes (like runs of serve) wait for it and go on with the new file: every write
+    lands, none fails, and the old store's space (and 256 KiB blocks) are gone."""
+    from triggerflow._store._backup import check_file, compact_store
+
+    path = tmp_path / "shared.duckdb"
+    _bloated_store(path, 40, monkeypatch)
+    bloated = path.stat().st_size
+    per_writer = 40
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), str(per_writer)])
+        for n in range(2)
+    ]
+    done = []
+    try:
+        deadline = time.monotonic() + 120
+        while any(w.poll() is None for w in writers) and time.monotonic() < deadline:
+            if len(done) < 5:
+                done.append(compact_store(path, 60))
+            time.sleep(0.05)
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+            w.wait(30)
+    done.append(compact_store(path, 60))
+    assert [w.returncode for w in writers] == [0, 0]
+    assert len(done) >= 2 and done[0].block_size == 256 * 1024 and done[0].before >= bloated
+    assert _block_size(path) == 16 * 1024
+    report = check_file(path, 5)
+    assert report.ok, report.problems
+    with Store(path, wait=5).transaction(commit=False) as tx:
+        assert tx.con.execute("SELECT count(*) FROM items").fetchone() == (40 + 2 * per_writer,)
+        assert tx.con.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        ).fetchone() == (40,)
+    size = path.stat().st_size
+    assert size <= 2 * _compact_size(path, tmp_path) and size * 10 <= bloated, (size, bloated)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "compact.duckdb",
+        "shared.duckdb",
+        "shared.duckdb.turns",
+    ]
+
+
+def test_serve_compacts_a_store_that_has_doubled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve's compactor: the first check compacts (and says so when it gave space back);
+    later checks leave a store alone until it has doubled."""
+    from triggerflow import _backups
+    from triggerflow.config import settings
+
+    monkeypatch.setenv("TRIGGERFLOW_DATA_DIR", str(tmp_path))
+    s = settings()
+    _bloated_store(s.store_path, 20, monkeypatch)
+    before = s.store_path.stat().st_size
+    said: list[str] = []
+    c = _backups.Compactor(s, said.append, first=0, every=0.05)
+    c.start()
+    try:
+        deadline = time.monotonic() + 60
+        while c.compacted is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first, checks = c.compacted, c.checks
+        assert first is not None and first.after * 5 <= before
+        while c.checks < checks + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.checks >= checks + 5
+        assert c.compacted is first  # the store has not grown: nothing was rewritten
+    finally:
+        c.stop()
+    assert not c.is_alive()
+    assert len(said) == 1 and said[0].startswith("store compacted: ") and " MB → " in said[0]

@@ -50,11 +50,15 @@ def corrupt_items_block(path: Path) -> None:
     (block,) = con.execute(
         "SELECT min(block_id) FROM pragma_storage_info('items') WHERE block_id >= 0"
     ).fetchone()  # type: ignore[misc]
+    (size,) = con.execute(
+        "SELECT block_size FROM pragma_database_size() WHERE database_name = current_database()"
+    ).fetchone()  # type: ignore[misc]
     con.close()
-    # 3 header blocks of 4 KiB, then 256 KiB blocks that start with their checksum; a
-    # small table uses only the start of its block (and only that part is checksummed).
+    # 3 header blocks of 4 KiB, then blocks (16 KiB for triggerflow's stores) that start
+    # with their checksum; a small table uses only the start of its block (and only that
+    # part is checksummed).
     with path.open("r+b") as fh:
-        fh.seek(3 * 4096 + block * 256 * 1024 + 16)
+        fh.seek(3 * 4096 + block * size + 16)
         fh.write(b"\xff" * 64)
 
 
@@ -171,6 +175,24 @@ def test_check_says_ok_or_names_the_file_and_what_is_wrong(
     con.close()
     assert main(["store", "check", str(other)]) == 1
     assert "not a triggerflow store" in capsys.readouterr().out
+
+
+def test_compact_says_what_it_gave_back_and_leaves_a_damaged_store_as_it_was(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = settings()
+    put(Store(s.store_path), 2000)
+    assert main(["store", "compact"]) == 0
+    out = capsys.readouterr().out
+    assert f"Compacting {s.store_path}" in out and "Compacted: " in out and " MB → " in out
+    assert count(s.store_path) == 2000 and backups.check(s.store_path, s).ok
+    corrupt_items_block(s.store_path)
+    damaged = s.store_path.read_bytes()
+    assert main(["store", "compact"]) == 1
+    err = capsys.readouterr().err
+    assert str(s.store_path) in err and "Corrupt database file" in err
+    assert s.store_path.read_bytes() == damaged  # not replaced by a partial copy
+    assert sorted(p.name for p in data_dir.iterdir() if "compact" in p.name) == []
 
 
 def test_restore_refuses_while_serve_runs_and_refuses_a_damaged_backup(

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ._store._backup import CheckReport, check_file, copy_store
+from ._store._backup import (
+    CheckReport,
+    Compacted,
+    check_file,
+    compact_store,
+    copy_store,
+    store_bytes,
+)
 from .config import Settings, private_dir
 from .exceptions import ConfigurationError, StoreBusyError, StoreError
 
@@ -79,8 +86,19 @@ def backup(s: Settings, dest: Path | None = None, *, prefix: str = "backup") -> 
 
 
 def _remove(db: Path) -> None:
-    for p in (db, Path(f"{db}.wal")):
+    for p in (db, Path(f"{db}.wal"), Path(f"{db}.turns")):
         p.unlink(missing_ok=True)
+
+
+def compact(s: Settings) -> Compacted:
+    """Give the store back the space DuckDB left behind; runs while serve and its runs write.
+
+    Raises:
+        StoreError: there is no store yet, or it could not be compacted (it is unchanged).
+    """
+    if not s.store_path.is_file():
+        raise StoreError(f"store {s.store_path}: does not exist yet, nothing to compact")
+    return compact_store(s.store_path, s.store_wait)
 
 
 def check(path: Path, s: Settings) -> CheckReport:
@@ -237,5 +255,66 @@ class Backups(threading.Thread):
 
     def stop(self) -> None:
         """Stop waiting; a copy under way finishes (it is short) before the thread ends."""
+        self._halt.set()
+        self.join(timeout=60)
+
+
+# serve compacts the store again once it has grown to twice its compacted size plus this:
+# a store of a few blocks is not rewritten every hour.
+COMPACT_SLACK = 256 * 1024
+
+
+class Compactor(threading.Thread):
+    """serve's compaction of the store (``compact``), checked every ``every`` seconds.
+
+    The first check, soon after start, compacts (it also rewrites a store made by an
+    older triggerflow with today's smaller blocks); later ones only when the store has
+    grown to twice its size after the last compaction plus :data:`COMPACT_SLACK`. A
+    failure (a notebook holding the store, say) is said and tried at the next check; it
+    never stops serve.
+    """
+
+    def __init__(
+        self, s: Settings, say: Say, *, every: float = 3600.0, first: float = 120.0
+    ) -> None:
+        super().__init__(name="triggerflow-compactor", daemon=True)
+        self.settings = s
+        self.say = say
+        self.every = every
+        self.first = first
+        self.compacted: Compacted | None = None
+        self.checks = 0
+        self._halt = threading.Event()
+
+    def due(self) -> bool:
+        """Whether the store should be compacted now."""
+        path = self.settings.store_path
+        if not path.is_file():
+            return False
+        if self.compacted is None:
+            return True
+        return store_bytes(path) > 2 * self.compacted.after + COMPACT_SLACK
+
+    def run(self) -> None:
+        delay = max(self.first, 0.0)
+        while not self._halt.wait(delay):
+            delay = self.every
+            self.checks += 1
+            if not self.due():
+                continue
+            try:
+                done = compact(self.settings)
+            except Exception as e:  # never take serve down; say why and try later
+                self.say(f"store compaction: failed: {e}")
+                continue
+            self.compacted = done
+            if done.before - done.after >= COMPACT_SLACK:
+                self.say(
+                    f"store compacted: {done.before / 1e6:.1f} MB → {done.after / 1e6:.1f} MB "
+                    f"in {done.seconds:.1f} s"
+                )
+
+    def stop(self) -> None:
+        """Stop waiting; a compaction under way finishes (it is short) first."""
         self._halt.set()
         self.join(timeout=60)

@@ -93,12 +93,12 @@ def serve(s: Settings, say: Say) -> int:
         say(f"Generated feeds: {web.url}/feeds/  GitHub webhooks: {web.url}/hooks/github")
         reindexer = Reindexer(s.search_reindex, say)
         reindexer.start()
-        backups = _start_backups(s, say)
+        upkeep = _Upkeep(s, say)
         try:
             return _serve_triggers(s, ui_url, say, started, runs, own_server=server is not None)
         finally:
             runs.stop()
-            backups.stop()
+            upkeep.stop()
             reindexer.stop()
             web.stop()
     except KeyboardInterrupt:
@@ -110,13 +110,19 @@ def serve(s: Settings, say: Say) -> int:
             server.stop()
 
 
-def _start_backups(s: Settings, say: Say) -> Any:
-    """The daily store backup (``TRIGGERFLOW_BACKUPS`` kept), in the background."""
-    from ._backups import Backups
+class _Upkeep:
+    """The store's daily backup (``TRIGGERFLOW_BACKUPS`` kept) and its compaction."""
 
-    backups = Backups(s, say)
-    backups.start()
-    return backups
+    def __init__(self, s: Settings, say: Say) -> None:
+        from ._backups import Backups, Compactor
+
+        self.threads = (Backups(s, say), Compactor(s, say))
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> None:
+        for t in self.threads:
+            t.stop()
 
 
 def _github_receiver(s: Settings, say: Say, runs: EventRuns) -> GitHubReceiver:

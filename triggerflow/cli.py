@@ -287,6 +287,14 @@ def cmd_store(s: Settings, args: argparse.Namespace) -> int:
             say(f"The store it replaced is kept as {done.replaced}.")
         say("The search index is built again by serve (or `triggerflow search --reindex`).")
         return 0
+    if args.action == "compact":
+        say(f"Compacting {s.store_path}…")
+        done = backups.compact(s)
+        say(
+            f"Compacted: {done.before / 1e6:.1f} MB → {done.after / 1e6:.1f} MB "
+            f"in {done.seconds:.1f} s"
+        )
+        return 0
     path = Path(args.path) if args.path else s.store_path
     report = backups.check(path, s)
     for note in report.notes:
@@ -455,16 +463,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reindex", action="store_true", help="rebuild the search index first")
     sp.add_argument("--status", action="store_true", help="say how current the index is")
     sp = add(
-        "store", cmd_store, "back up, restore or check the store (DuckDB file)",
+        "store", cmd_store, "back up, restore, check or compact the store (DuckDB file)",
         "backup [PATH]: a consistent copy of the store, taken while serve runs (default:\n"
         "  a new file in <data dir>/backups); checked before it is kept.\n"
         "restore PATH: make a backup the store (serve must be stopped); the store it\n"
         "  replaces is kept beside it as triggerflow.duckdb.replaced-<time>.\n"
         "check [PATH]: open the store (or a backup) read-only, read every table and check\n"
         "  its schema; says OK or what is wrong (exit code 1).\n"
+        "compact: rewrite the store without the space DuckDB left unused, while serve runs\n"
+        "  (serve does it on its own once the store has doubled).\n"
         "serve keeps TRIGGERFLOW_BACKUPS daily backups (7; 0 turns them off).",
     )  # fmt: skip
-    sp.add_argument("action", choices=["backup", "restore", "check"], help="what to do")
+    sp.add_argument("action", choices=["backup", "restore", "check", "compact"], help="what to do")
     sp.add_argument(
         "path", nargs="?", help="backup: where to; restore: which backup; check: which file"
     )

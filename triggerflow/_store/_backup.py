@@ -1,4 +1,4 @@
-"""A consistent copy of the store, and a check of a store file.
+"""A consistent copy of the store, the store compacted in place, and a check of a file.
 
 The copy is DuckDB's ``COPY FROM DATABASE`` into a new file, taken while the store is
 open in this process: its turn at the store (``_turns``) keeps every other
@@ -6,7 +6,7 @@ triggerflow opener out and DuckDB's file lock any other process, so the copy see
 state of every table while ``serve`` and its runs wait in the queue, as for any
 transaction. Measured at 100,000 items: 0.6 s. It is also compact:
 a copy holds none of the space the live file has lost to DuckDB 1.4.4's index
-checkpoints (bench/README.md, "Store size"), so a restore gives that space back.
+checkpoints (bench/README.md, "Store size"), which is what ``compact_store`` uses.
 
 The other ways measured: ``CHECKPOINT`` plus a file copy under the lock is faster
 (0.05 s) but copies that lost space too; ``EXPORT DATABASE`` writes a folder that needs
@@ -34,7 +34,7 @@ from ._connection import (
     store_tables,
 )
 from ._schema import MIGRATIONS, VERSION
-from ._turns import turn
+from ._turns import SUFFIX, turn
 
 _ALIAS = "triggerflow_copy"
 
@@ -72,22 +72,119 @@ def copy_store(path: Path, wait: float, dest: Path) -> None:
     if dest.exists():
         raise StoreError(f"backup {dest}: already exists; choose another name")
     with session(path, wait) as con:
-        db = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-        try:
-            con.execute(f"ATTACH {_quote_path(dest)} AS {_ALIAS}")
-        except duckdb.Error as e:
-            raise StoreError(f"backup {dest}: cannot be created: {e}") from e
-        try:
-            con.execute(f'COPY FROM DATABASE "{str(db).replace(chr(34), chr(34) * 2)}" TO {_ALIAS}')
-        except BaseException:
-            con.execute(f"DETACH {_ALIAS}")
-            for p in (dest, Path(f"{dest}.wal")):
-                p.unlink(missing_ok=True)
-            raise
-        # The store's connections do not checkpoint on close (CHECKPOINT_WAL), nor would the
-        # copy: checkpoint it, so that the backup is one file without a WAL.
-        con.execute(f"CHECKPOINT {_ALIAS}")
+        _copy_into(con, dest, "backup")
+
+
+def _copy_into(con: duckdb.DuckDBPyConnection, dest: Path, what: str) -> None:
+    db = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    try:
+        con.execute(f"ATTACH {_quote_path(dest)} AS {_ALIAS}")
+    except duckdb.Error as e:
+        raise StoreError(f"{what} {dest}: cannot be created: {e}") from e
+    try:
+        con.execute(f'COPY FROM DATABASE "{str(db).replace(chr(34), chr(34) * 2)}" TO {_ALIAS}')
+    except BaseException:
         con.execute(f"DETACH {_ALIAS}")
+        _remove_db(dest)
+        raise
+    # The store's connections do not checkpoint on close (CHECKPOINT_WAL), nor would the
+    # copy: checkpoint it, so that the copy is one file without a WAL.
+    con.execute(f"CHECKPOINT {_ALIAS}")
+    con.execute(f"DETACH {_ALIAS}")
+
+
+def _remove_db(db: Path) -> None:
+    for p in (db, Path(f"{db}.wal"), Path(f"{db}{SUFFIX}")):
+        p.unlink(missing_ok=True)
+
+
+def store_bytes(path: Path) -> int:
+    """The store's size on disk: the file and its WAL."""
+    total = 0
+    for p in (path, Path(f"{path}.wal")):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """What ``compact_store`` did.
+
+    Attributes:
+        path: the store.
+        before: bytes on disk before (file and WAL).
+        after: bytes on disk after.
+        block_size: the block size the store had before (it has ``BLOCK_SIZE`` now).
+        seconds: how long the store was held.
+    """
+
+    path: Path
+    before: int
+    after: int
+    block_size: int
+    seconds: float
+
+
+def compact_store(path: Path, wait: float) -> Compacted:
+    """Replace the store with a compact copy of itself, while serve and its runs go on.
+
+    DuckDB 1.4.4 leaves space behind at checkpoints that it never reuses
+    (``_connection.CHECKPOINT_WAL``); a copy written anew holds none of it. The copy is
+    taken and put in place within one turn at the store: every triggerflow opener, in
+    any process, waits in the queue (``_turns``) and opens the new file when its turn
+    comes, so no process has the old file open when it is replaced. Before the rename
+    the store is checkpointed (so no WAL is left that would belong to the old file) and
+    the copy is checked; a kill at any moment leaves either the old store or the new
+    one, and at worst a ``.compact-*.tmp`` file that the next compaction removes.
+
+    Raises:
+        StoreBusyError: another process holds the store longer than ``wait``.
+        StoreError: the store cannot be read, or the copy failed its check (the store is
+            left as it was).
+    """
+    started = time.monotonic()
+    for old in path.parent.glob(f".{path.name}.compact-*.tmp"):
+        _remove_db(old)  # a compaction that was killed
+    tmp = path.with_name(f".{path.name}.compact-{os.getpid()}.tmp")
+    wal = Path(f"{path}.wal")
+    with turn(path, wait):
+        before = store_bytes(path)
+        with session(path, wait) as con:
+            row = con.execute(
+                "SELECT block_size FROM pragma_database_size() "
+                "WHERE database_name = current_database()"
+            ).fetchone()
+            block_size = int(row[0]) if row else 0
+            con.execute("CHECKPOINT")  # the WAL into the file: the copy is all of it
+            _copy_into(con, tmp, "compaction")
+        try:
+            report = check_file(tmp, wait)
+            if not report.ok:
+                raise StoreError(
+                    f"store {path}: not compacted, the copy failed its check: {report.problems[0]}"
+                )
+            if wal.exists() and wal.stat().st_size:
+                raise StoreError(f"store {path}: not compacted, its WAL was not emptied")
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            _remove_db(tmp)
+            raise
+        wal.unlink(missing_ok=True)
+        _fsync(path.parent)
+        Path(f"{tmp}{SUFFIX}").unlink(missing_ok=True)  # the check's turns file
+        return Compacted(path, before, store_bytes(path), block_size, time.monotonic() - started)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _expected_columns(version: int) -> dict[str, list[str]]:

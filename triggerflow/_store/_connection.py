@@ -37,7 +37,14 @@ T = TypeVar("T")
 
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
+# DuckDB's smallest block (its default is 256 KiB). A new file starts with one block per
+# table and per index, and DuckDB 1.4.4 leaks one block per changed index at a
+# checkpoint (below): 16 KiB blocks make both 16 times smaller (bench/store_growth.py).
+# Only new files get it; ``compact_store`` rewrites an older store with it.
+BLOCK_SIZE = 16 * 1024
+
 CONFIG: dict[str, str | bool | int | float] = {
+    "default_block_size": BLOCK_SIZE,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
@@ -47,13 +54,13 @@ CONFIG: dict[str, str | bool | int | float] = {
 _MAGIC = b"DUCK"
 _OTHER_FORMATS = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file"}
 
-# DuckDB 1.4.4 leaks one 256 KiB block per index changed at every checkpoint of a file it
+# DuckDB 1.4.4 leaks one block per index changed at every checkpoint of a file it
 # opened anew (duckdb/duckdb#19468; fixed in 1.4.5, for which duckdb-ext-fts ships no
 # fts). Its default, a checkpoint at every close, is one per write transaction here:
-# ~1 MB per run of a trigger. So connections leave what they wrote in the WAL (which
-# DuckDB replays on open, as after a crash) and only the transaction that finds the WAL
-# this big checkpoints it: one checkpoint per CHECKPOINT_WAL of writes, not per write
-# (bench/store_growth.py). 0: DuckDB's default.
+# ~1 MB per run of a trigger with 256 KiB blocks. So connections leave what they wrote
+# in the WAL (which DuckDB replays on open, as after a crash) and only the transaction
+# that finds the WAL this big checkpoints it: one checkpoint per CHECKPOINT_WAL of
+# writes, not per write (bench/store_growth.py). 0: DuckDB's default.
 CHECKPOINT_WAL = 1024 * 1024
 
 RECOVERY_HINT = 'see `triggerflow store check` and the README, "Backups and recovery"'
