@@ -66,9 +66,9 @@ def one(variant: str, runs: int, every: int) -> dict[str, Any]:
     from triggerflow import _backups
     from triggerflow.config import settings
 
-    saved = _connection.CHECKPOINT_WAL, _connection.CONFIG["default_block_size"]
+    saved = _connection.CHECKPOINT_WAL, _connection.BLOCK_SIZE
     if variant != "triggerflow":
-        _connection.CONFIG["default_block_size"] = 256 * 1024
+        _connection.BLOCK_SIZE = 256 * 1024
     if variant == "naive":
         _connection.CHECKPOINT_WAL = 0
     compactor = _backups.Compactor(settings(), print) if variant == "triggerflow" else None
@@ -101,7 +101,7 @@ def one(variant: str, runs: int, every: int) -> dict[str, Any]:
             if (run + 1) % max(runs // 10, 1) == 0:
                 samples.append((run + 1, store_path.stat().st_size))
     finally:
-        _connection.CHECKPOINT_WAL, _connection.CONFIG["default_block_size"] = saved
+        _connection.CHECKPOINT_WAL, _connection.BLOCK_SIZE = saved
         server.shutdown()
         server.server_close()
     took = time.perf_counter() - t0
@@ -124,7 +124,7 @@ def one(variant: str, runs: int, every: int) -> dict[str, Any]:
     finally:
         con.close()
     copy = data / "compact.duckdb"
-    con = _connection.open_duckdb(":memory:")  # triggerflow's block size
+    con = _connection.open_duckdb(":memory:", store=True)  # triggerflow's block size
     con.execute(f"ATTACH '{store_path}' AS live (READ_ONLY)")
     con.execute(f"ATTACH '{copy}' AS compact")
     con.execute("COPY FROM DATABASE live TO compact")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ import pytest
 
 from triggerflow.cli import build_parser, main
 
+ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["serve", "list", "run", "preview", "status", "config"]
 
 
@@ -109,3 +111,39 @@ def test_a_bad_setting_is_a_clear_error(
     monkeypatch.setenv("TRIGGERFLOW_RETRIES", "many")
     assert main(["config"]) == 1
     assert "TRIGGERFLOW_RETRIES" in capsys.readouterr().err
+
+
+SLOW_MODULE = """
+import os
+with open(os.environ["TF_MARK"], "a") as fh:
+    fh.write("imported\\n")
+
+
+def is_valid_syntax(*args, **kwargs):
+    return True
+"""
+
+
+def test_commands_skip_the_grammar_that_jupyter_brings(tmp_path: Path) -> None:
+    """With the notebooks extra, jsonschema (imported by Prefect) imports rfc3987-syntax,
+    which compiles a grammar at import: 1.5 s of every command (issue 15). A stand-in
+    package records being imported: plain Prefect imports it, the CLI does not."""
+    (tmp_path / "rfc3987_syntax").mkdir()
+    (tmp_path / "rfc3987_syntax" / "__init__.py").write_text(SLOW_MODULE)
+    mark = tmp_path / "mark"
+    env = {
+        **os.environ, "PYTHONPATH": str(tmp_path), "TF_MARK": str(mark),
+        "TRIGGERFLOW_DATA_DIR": str(tmp_path / "data"),
+    }  # fmt: skip
+    plain = subprocess.run(
+        [sys.executable, "-c", "import prefect"], env=env, capture_output=True, timeout=120
+    )
+    assert plain.returncode == 0 and mark.read_text() == "imported\n"  # the stand-in works
+    mark.unlink()
+    for command in (["list"], ["accounts"]):
+        r = subprocess.run(
+            [sys.executable, "-m", "triggerflow", "--flows", str(ROOT / "flows"), *command],
+            env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout[-500:] + r.stderr[-2000:]
+        assert not mark.exists(), command

@@ -542,7 +542,7 @@ def _compact_size(path: Path, tmp: Path) -> int:
 
     copy = tmp / "compact.duckdb"
     copy.unlink(missing_ok=True)
-    con = open_duckdb(":memory:")  # triggerflow's settings: its block size
+    con = open_duckdb(":memory:", store=True)  # triggerflow's settings: its block size
     con.execute(f"ATTACH '{path}' AS live (READ_ONLY)")
     con.execute(f"ATTACH '{copy}' AS compact")
     con.execute("COPY FROM DATABASE live TO compact")
@@ -577,7 +577,7 @@ def _bloated_store(path: Path, transactions: int, monkeypatch: pytest.MonkeyPatc
     from triggerflow._store import _connection
 
     with monkeypatch.context() as m:
-        m.setitem(_connection.CONFIG, "default_block_size", 256 * 1024)
+        m.setattr(_connection, "BLOCK_SIZE", 256 * 1024)
         m.setattr(_connection, "CHECKPOINT_WAL", 0)
         store = Store(path, wait=5)
         for n in range(transactions):

@@ -50,12 +50,16 @@ def test_vacation_survives_a_restart_and_resumes_only_what_was_active(tmp_path: 
         assert {n: d["paused"] for n, d in deps.items()} == {
             "alpha": False, "beta": False, "gamma": True,
         }  # fmt: skip
+        assert [n for n, d in deps.items() if "paused" in d["tags"]] == ["gamma"]
         _wait_for_runs(serve, ["alpha", "beta"], {}, timeout=60)
 
         on = serve.cli("vacation", "on", "--note", "hiking")
         assert on.returncode == 0, on.stderr
         assert "Paused: alpha, beta." in on.stdout
-        assert all(d["paused"] for d in serve.deployments(3).values())
+        deps = serve.deployments(3)
+        assert all(d["paused"] for d in deps.values())
+        # Visible in the UI's lists: its status badge only says whether serve polls.
+        assert all("paused" in d["tags"] for d in deps.values()), deps
         status = serve.cli("vacation", "status").stdout
         assert "On vacation since" in status and "hiking" in status
 
@@ -73,6 +77,9 @@ def test_vacation_survives_a_restart_and_resumes_only_what_was_active(tmp_path: 
         assert "Resumed: alpha, beta." in off.stdout and "Still paused by hand: gamma" in off.stdout
         deps = serve.deployments(3)
         assert {n: d["paused"] for n, d in deps.items()} == {
+            "alpha": False, "beta": False, "gamma": True,
+        }  # fmt: skip
+        assert {n: "paused" in d["tags"] for n, d in deps.items()} == {
             "alpha": False, "beta": False, "gamma": True,
         }  # fmt: skip
         _wait_for_runs(serve, ["alpha", "beta"], before, timeout=60)

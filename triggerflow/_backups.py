@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ._files import fsync_path
 from ._store._backup import (
     CheckReport,
     Compacted,
@@ -146,8 +147,7 @@ def restore(s: Settings, source: Path) -> Restored:
     private_dir(target.parent)
     tmp = _tmp(target)
     shutil.copyfile(source, tmp)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
+    fsync_path(tmp)
     replaced: Path | None = None
     if target.exists():
         replaced = target.with_name(f"{target.name}.replaced-{_stamp()}")

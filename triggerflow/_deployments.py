@@ -93,8 +93,21 @@ def deployment_info(names: list[str]) -> dict[str, DeploymentInfo]:
         raise TriggerflowError(f"Prefect API not reachable: {type(e).__name__}: {e}") from e
 
 
+# The tag a paused trigger's deployment carries. Prefect's own status badge says whether
+# serve polls for the deployment ("Ready"), not whether it is paused, and the UI shows
+# `paused` only as a small schedule toggle: the tag is visible in every list.
+PAUSED_TAG = "paused"
+
+
+def tags_for(tags: list[str], paused: bool) -> list[str]:
+    """The deployment's tags: the trigger's own, and :data:`PAUSED_TAG` while paused."""
+    kept = [t for t in tags if t != PAUSED_TAG]
+    return [*kept, PAUSED_TAG] if paused else kept
+
+
 async def _set_paused(wanted: dict[str, bool]) -> dict[str, bool]:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     changed: dict[str, bool] = {}
@@ -103,13 +116,15 @@ async def _set_paused(wanted: dict[str, bool]) -> dict[str, bool]:
             flow_filter=FlowFilter(name=FlowFilterName(any_=list(wanted)))
         )
         for d in deployments:
-            if d.name not in wanted or d.paused == wanted[d.name]:
+            if d.name not in wanted:
                 continue
-            if wanted[d.name]:
-                await client.pause_deployment(d.id)
-            else:
-                await client.resume_deployment(d.id)
-            changed[d.name] = wanted[d.name]
+            paused = wanted[d.name]
+            tags = tags_for(list(d.tags), paused)
+            if d.paused == paused and list(d.tags) == tags:
+                continue
+            await client.update_deployment(d.id, DeploymentUpdate(paused=paused, tags=tags))
+            if d.paused != paused:
+                changed[d.name] = paused
     return changed
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from ._deployments import tags_for
 from ._discovery import load_file
 from ._paused import paused_reasons
 from ._trigger import Trigger
@@ -325,7 +326,7 @@ def deployment_for(
         schedules=schedules,
         triggers=[trigger.on.prefect_trigger()] if trigger.on and not in_process else None,
         paused=paused,
-        tags=list(trigger.tags),
+        tags=tags_for(list(trigger.tags), paused),
         description=description or None,
         concurrency_limit=limit,
     )

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import _github
+from ._files import fsync_path
 from ._store import Store, now
 from .config import Settings
 from .exceptions import StoreBusyError, TriggerflowError
@@ -259,18 +260,10 @@ def spool(folder: Path, entry: _Entry) -> bool:
             os.link(tmp, path)
         except FileExistsError:
             return False
-        _fsync_dir(folder)  # the new name survives a power cut before the 202
+        fsync_path(folder)  # the new name survives a power cut before the 202
     finally:
         os.unlink(tmp)
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

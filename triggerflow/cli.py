@@ -496,8 +496,17 @@ def _version() -> str:
 READ_ONLY = {"list", "status", "preview", "accounts", "search", "feeds", "config"}
 
 
+def _without_slow_imports() -> None:
+    # Jupyter (the notebooks extra) brings rfc3987-syntax, which jsonschema imports to
+    # check the "iri" format, and which compiles a grammar when imported: 1.5 s added to
+    # every command that imports Prefect (Prefect imports jsonschema), twice the cost of
+    # Prefect itself (issue 15). No command checks IRIs, so this process goes without.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``triggerflow`` command."""
+    _without_slow_imports()
     args = build_parser().parse_args(argv)
     if args.flows:
         os.environ["TRIGGERFLOW_FLOWS_DIR"] = args.flows

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 
+from .._files import fsync_path
 from ..exceptions import StoreError
 from ._connection import (
     _retry_lock,
@@ -168,23 +169,15 @@ def compact_store(path: Path, wait: float) -> Compacted:
                 )
             if wal.exists() and wal.stat().st_size:
                 raise StoreError(f"store {path}: not compacted, its WAL was not emptied")
-            _fsync(tmp)
+            fsync_path(tmp)
             os.replace(tmp, path)
         except BaseException:
             _remove_db(tmp)
             raise
         wal.unlink(missing_ok=True)
-        _fsync(path.parent)
+        fsync_path(path.parent)
         Path(f"{tmp}{SUFFIX}").unlink(missing_ok=True)  # the check's turns file
         return Compacted(path, before, store_bytes(path), block_size, time.monotonic() - started)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _expected_columns(version: int) -> dict[str, list[str]]:

@@ -37,14 +37,15 @@ T = TypeVar("T")
 
 _HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
-# DuckDB's smallest block (its default is 256 KiB). A new file starts with one block per
-# table and per index, and DuckDB 1.4.4 leaks one block per changed index at a
-# checkpoint (below): 16 KiB blocks make both 16 times smaller (bench/store_growth.py).
-# Only new files get it; ``compact_store`` rewrites an older store with it.
+# The store's blocks: DuckDB's smallest (its default is 256 KiB). A new file starts with
+# one block per table and per index, and DuckDB 1.4.4 leaks one block per changed index
+# at a checkpoint (below): 16 KiB blocks make both 16 times smaller
+# (bench/store_growth.py). Only new files get it; ``compact_store`` rewrites an older
+# store with it. Not for the search index, which is written once and read in bulk: its
+# rebuild took 30% longer with small blocks (bench/search.py).
 BLOCK_SIZE = 16 * 1024
 
 CONFIG: dict[str, str | bool | int | float] = {
-    "default_block_size": BLOCK_SIZE,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
@@ -66,9 +67,18 @@ CHECKPOINT_WAL = 1024 * 1024
 RECOVERY_HINT = 'see `triggerflow store check` and the README, "Backups and recovery"'
 
 
-def open_duckdb(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with triggerflow's settings (:data:`CONFIG`)."""
-    return duckdb.connect(str(path), read_only=read_only, config=dict(CONFIG))
+def open_duckdb(
+    path: Path | str, *, read_only: bool = False, store: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with triggerflow's settings (:data:`CONFIG`).
+
+    ``store``: files this connection creates (the store, a copy ATTACHed to it) get the
+    store's :data:`BLOCK_SIZE`.
+    """
+    config = dict(CONFIG)
+    if store:
+        config["default_block_size"] = BLOCK_SIZE
+    return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
 def check_file_type(path: Path) -> None:
@@ -251,7 +261,7 @@ def session(
     check_file_type(path)
     deadline = time.monotonic() + wait
     with turn(path, wait), no_pandas_probes():
-        con = _retry_lock(path, wait, deadline, lambda: open_duckdb(path))
+        con = _retry_lock(path, wait, deadline, lambda: open_duckdb(path, store=True))
         try:
             quiet(con)
             if CHECKPOINT_WAL:
