@@ -161,7 +161,12 @@ def test_a_worker_that_goes_away_is_told_once_and_once_when_it_is_back(
 
 
 def _worker_status(serve: Serve) -> str | None:
-    got = httpx.post(f"{serve.api}/work_pools/elsewhere/workers/filter", json={}, timeout=10)
+    try:
+        got = httpx.post(f"{serve.api}/work_pools/elsewhere/workers/filter", json={}, timeout=10)
+    except httpx.TransportError:
+        # A Prefect server busy with the worker's heartbeats on a loaded 2-core machine
+        # may answer late: this poll says "not yet", the caller's deadline still holds.
+        return None
     if got.status_code != 200 or not got.json():
         return None
     return got.json()[0]["status"]

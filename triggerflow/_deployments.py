@@ -94,8 +94,8 @@ def deployment_info(names: list[str]) -> dict[str, DeploymentInfo]:
 
 
 # The tag a paused trigger's deployment carries. Prefect's own status badge says whether
-# serve polls for the deployment ("Ready"), not whether it is paused, and the UI shows
-# `paused` only as a small schedule toggle: the tag is visible in every list.
+# serve polls for the deployment ("Ready"), not whether it is paused; the UI's list only
+# greys a paused one. The tag names it, and the UI's tag filter finds them all.
 PAUSED_TAG = "paused"
 
 
