@@ -45,6 +45,7 @@ class Route:
     last_modified: str | None = None
     trickle: float = 0.0  # seconds between the body's bytes
     cut_short: bool = False  # close the connection after half of the body
+    headers: dict[str, str] | None = None  # sent with every answer (Retry-After, Cache-Control)
 
 
 class FeedServer:
@@ -56,6 +57,8 @@ class FeedServer:
         self.requests: Counter[str] = Counter()
         self.not_modified: Counter[str] = Counter()
         self.headers: dict[str, dict[str, str]] = {}
+        self.in_flight = 0  # requests being answered now, and the most at once
+        self.most_in_flight = 0
         self._lock = threading.Lock()
         self._closing = threading.Event()
         server = self
@@ -130,9 +133,17 @@ class FeedServer:
                 last_modified=format_datetime(datetime.now(UTC), usegmt=True),
             )
 
-    def broken(self, path: str, status: int = 500) -> None:
+    def broken(self, path: str, status: int = 500, headers: dict[str, str] | None = None) -> None:
+        """Answer ``status`` (e.g. 503 with ``headers={"Retry-After": "120"}``)."""
         with self._lock:
-            self.routes[path] = Route(body=b"error\n", content_type="text/plain", status=status)
+            self.routes[path] = Route(
+                body=b"error\n", content_type="text/plain", status=status, headers=headers
+            )
+
+    def with_headers(self, path: str, **headers: str) -> None:
+        """Send ``headers`` with every answer of ``path`` (``Cache_Control="max-age=600"``)."""
+        with self._lock:
+            self.routes[path].headers = {k.replace("_", "-"): v for k, v in headers.items()}
 
     def slow(self, path: str, delay: float, titles: Sequence[str] = ("slow",)) -> None:
         self.publish(path, titles)
@@ -158,6 +169,7 @@ class FeedServer:
             self.requests.clear()
             self.not_modified.clear()
             self.headers.clear()
+            self.in_flight = self.most_in_flight = 0
 
     def close(self) -> None:
         self._closing.set()  # wakes slow handlers
@@ -166,6 +178,16 @@ class FeedServer:
 
     # -- the server's side ------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._answer(h)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?", 1)[0]
         with self._lock:
             self.requests[path] += 1
@@ -182,7 +204,7 @@ class FeedServer:
             h.end_headers()
             return None
         if route.status != 200:
-            return self._send(h, route.status, route.body, route.content_type)
+            return self._send(h, route.status, route.body, route.content_type, route.headers)
         # RFC 9110 13.2.2: If-None-Match, when present, decides alone.
         inm, ims = h.headers.get("If-None-Match"), h.headers.get("If-Modified-Since")
         if (inm is not None and inm == route.etag) or (
@@ -192,10 +214,13 @@ class FeedServer:
                 self.not_modified[path] += 1
             h.send_response(304)
             h.send_header("ETag", route.etag or "")
+            for k, v in (route.headers or {}).items():
+                h.send_header(k, v)
             h.send_header("Content-Length", "0")
             h.end_headers()
             return None
         extra = {"ETag": route.etag or "", "Last-Modified": route.last_modified or ""}
+        extra.update(route.headers or {})
         if route.trickle or route.cut_short:
             return self._send_partly(h, path, route)
         return self._send(h, 200, route.body, route.content_type, extra)
@@ -290,6 +315,27 @@ def feeds(feed_server: FeedServer) -> Iterator[FeedServer]:
     feed_server.reset()
     yield feed_server
     feed_server.reset()
+
+
+class Clock:
+    """The time the rss() source sees (``triggerflow.sources._rss.now``): starts now, moves
+    only when told, so that next-fetch times and backoff are tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.t = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr("triggerflow.sources._rss.now", c)
+    return c
 
 
 def run_rss(

@@ -33,6 +33,25 @@ def port_free(port: int) -> bool:
     return True
 
 
+def prefect_api(
+    method: str, url: str, body: dict | None = None, patience: float = 60
+) -> httpx.Response:
+    """Ask Prefect's API as its own client does: on a busy 2-core machine its SQLite server
+    answers 503 ("database is locked", shared notes/prefect.md §2) or late for a moment, so a
+    503 or a transport error is asked again, for up to ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            got = httpx.request(method, url, json=body, timeout=10)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if got.status_code != 503 or time.monotonic() > deadline:
+                return got
+        time.sleep(0.5)
+
+
 class Serve:
     """One `triggerflow serve` process with its own data dir and Prefect port."""
 
@@ -108,7 +127,7 @@ class Serve:
         by_name: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            got = httpx.post(f"{self.api}/deployments/filter", json={}, timeout=10).json()
+            got = prefect_api("POST", f"{self.api}/deployments/filter", {}).json()
             by_name = {d["name"]: d for d in got}
             if len(by_name) >= count:
                 break
@@ -118,20 +137,12 @@ class Serve:
     def runs(self, flow: str) -> list[dict]:
         """Flow runs of ``flow`` that started (not merely scheduled)."""
         body = {"flows": {"name": {"any_": [flow]}}}
-        got = httpx.post(f"{self.api}/flow_runs/filter", json=body, timeout=10).json()
+        got = prefect_api("POST", f"{self.api}/flow_runs/filter", body).json()
         return [r for r in got if r["state_type"] not in ("SCHEDULED",)]
 
     def create_run(self, deployment_id: str) -> dict:
-        """A run of the deployment, due now (Prefect's SQLite server answers 503 while it is
-        busy for a moment: asked again, for up to a minute)."""
-        deadline = time.monotonic() + 60
-        while True:
-            made = httpx.post(
-                f"{self.api}/deployments/{deployment_id}/create_flow_run", json={}, timeout=10
-            )
-            if made.status_code != 503 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        """A run of the deployment, due now."""
+        made = prefect_api("POST", f"{self.api}/deployments/{deployment_id}/create_flow_run", {})
         assert made.status_code == 201, made.text
         return made.json()
 

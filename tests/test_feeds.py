@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -298,7 +299,11 @@ def test_the_web_app_answers_head_like_get_with_the_right_content_types() -> Non
     web = WebServer(free_port())
     web.start()
     try:
-        for ext, media in (("xml", "application/atom+xml"), ("rss", "application/rss+xml")):
+        for ext, media in (
+            ("xml", "application/atom+xml"),
+            ("rss", "application/rss+xml"),
+            ("json", "application/feed+json"),
+        ):
             get = httpx.get(f"{web.url}/feeds/heads.{ext}", timeout=10)
             assert get.status_code == 200
             assert get.headers["content-type"] == f"{media}; charset=utf-8"
@@ -367,3 +372,45 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "triggerflow", *args],
         capture_output=True, text=True, timeout=120, env=dict(os.environ),
     )  # fmt: skip
+
+
+def test_a_generated_feed_as_json_feed_has_the_entries_of_its_atom(feeds: Any) -> None:
+    """/feeds/NAME.json (issue 20, item 4): JSON Feed 1.1 with the Atom feed's ids, read
+    back by rss() like any JSON Feed."""
+    import httpx
+    from serve_support import free_port
+
+    from triggerflow import Item
+    from triggerflow import feeds as generated
+    from triggerflow._web import WebServer
+    from triggerflow.sources import rss
+
+    @trigger
+    def both() -> None:
+        feed(
+            [
+                Item(source="n", id="1", title="plain", summary="just text", content="<p>body</p>"),
+                Item(source="n", id="2", title="", summary="<b>html</b> summary", author="Ann"),
+            ],
+            name="both",
+        )
+
+    both()
+    doc = json.loads(generated.render("both", "json", base_url="http://127.0.0.1:1/feeds"))
+    assert doc["version"] == "https://jsonfeed.org/version/1.1"
+    assert doc["feed_url"] == "http://127.0.0.1:1/feeds/both.json"
+    first = next(i for i in doc["items"] if i["title"] == "plain")
+    assert first["content_html"] == "<p>body</p>" and first["summary"] == "just text"
+    web = WebServer(free_port())
+    web.start()
+    try:
+        got = httpx.get(f"{web.url}/feeds/both.json", timeout=10)
+        assert got.headers["content-type"] == "application/feed+json; charset=utf-8"
+        from_json = rss(f"{web.url}/feeds/both.json")
+        from_atom = rss(f"{web.url}/feeds/both.xml")
+        assert [i.id for i in from_json] == [i.id for i in from_atom] and len(from_json) == 2
+        assert [i.title for i in from_json] == [i.title for i in from_atom]
+        assert [i.author for i in from_json] == [i.author for i in from_atom]
+        assert "both.json" in httpx.get(f"{web.url}/feeds/", timeout=10).text
+    finally:
+        web.stop()

@@ -9,8 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-from serve_support import Serve
+from serve_support import Serve, prefect_api
 
 HOURLY = '''from triggerflow import every, trigger
 
@@ -92,20 +91,14 @@ def test_bad_triggers_are_reported_and_the_folder_is_watched(tmp_path: Path) -> 
 
 
 def _post(url: str, body: dict) -> dict:
-    """POST to Prefect's API as its own client does: a 503 ("database is locked" on
-    SQLite, shared notes/prefect.md §2) is tried again."""
-    deadline = time.monotonic() + 60
-    while True:
-        r = httpx.post(url, json=body, timeout=10)
-        if r.status_code != 503 or time.monotonic() > deadline:
-            r.raise_for_status()
-            return r.json()
-        time.sleep(0.5)
+    r = prefect_api("POST", url, body)
+    r.raise_for_status()
+    return r.json()
 
 
 def _runs(serve: Serve, name: str) -> list[dict]:
     body = {"flows": {"name": {"any_": [name]}}}
-    return httpx.post(f"{serve.api}/flow_runs/filter", json=body, timeout=10).json()
+    return prefect_api("POST", f"{serve.api}/flow_runs/filter", body).json()
 
 
 def _shift_runs_back(prefect_db: Path, hours: float) -> int:
@@ -137,7 +130,7 @@ def test_restarts_keep_the_anchor_list_shows_runs_and_an_overdue_trigger_runs(
         anchor = d["schedules"][0]["schedule"]["anchor_date"]
         run = _post(f"{serve.api}/deployments/{d['id']}/create_flow_run", {})
         _until(
-            lambda: httpx.get(f"{serve.api}/flow_runs/{run['id']}", timeout=10).json()[
+            lambda: prefect_api("GET", f"{serve.api}/flow_runs/{run['id']}").json()[
                 "state_type"] == "COMPLETED",
             timeout=120, what="the run to complete",
         )  # fmt: skip

@@ -9,8 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
-from serve_support import Serve
+from serve_support import Serve, prefect_api
 from xmpp_support import Prosody, Receiver
 
 TRIGGERS = '''import os
@@ -161,12 +160,7 @@ def test_a_worker_that_goes_away_is_told_once_and_once_when_it_is_back(
 
 
 def _worker_status(serve: Serve) -> str | None:
-    try:
-        got = httpx.post(f"{serve.api}/work_pools/elsewhere/workers/filter", json={}, timeout=10)
-    except httpx.TransportError:
-        # A Prefect server busy with the worker's heartbeats on a loaded 2-core machine
-        # may answer late: this poll says "not yet", the caller's deadline still holds.
-        return None
+    got = prefect_api("POST", f"{serve.api}/work_pools/elsewhere/workers/filter", {})
     if got.status_code != 200 or not got.json():
         return None
     return got.json()[0]["status"]

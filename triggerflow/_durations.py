@@ -28,7 +28,9 @@ from datetime import timedelta
 
 from .exceptions import ConfigurationError
 
-__all__ = ["UNITS_HELP", "parse_duration", "parse_per", "render_duration", "render_per"]
+__all__ = [
+    "UNITS_HELP", "parse_duration", "parse_per", "render_about", "render_duration", "render_per",
+]  # fmt: skip
 
 _SECONDS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
@@ -122,3 +124,13 @@ def render_per(delta: timedelta) -> str:
     """The window of a rate in words, without a 1: ``hour``, ``week``, ``10 minutes``."""
     text = render_duration(delta, words=True)
     return text[2:] if text.startswith("1 ") else text
+
+
+def render_about(delta: timedelta) -> str:
+    """A wait for people, rounded: ``45 seconds``, ``20 minutes``, ``3 hours``, ``2 days``
+    (for "next try in …", where the exact second does not matter)."""
+    seconds = max(0.0, delta.total_seconds())
+    for unit, limit in ((1, 120), (60, 2 * 3600), (3600, 2 * 86400), (86400, float("inf"))):
+        if seconds < limit:
+            return render_duration(timedelta(seconds=round(seconds / unit) * unit), words=True)
+    raise AssertionError("unreachable")

@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,7 +29,8 @@ USER_AGENT = (
     "+https://github.com/triggerflow/triggerflow)"
 )
 _ACCEPT = (
-    "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, "
+    "application/atom+xml, application/rss+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/json;q=0.8, "
     "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
 )
 MAX_BODY = 20 * 1024 * 1024  # a "feed" larger than this is not one; stop reading
@@ -55,6 +60,9 @@ class FeedResponse:
     last_modified: str | None = None
     not_modified: bool = False
     error: FeedError | None = None
+    status: int | None = None  # the HTTP status of the final answer, None without one
+    retry_after: float | None = None  # seconds the server asked us to wait (429, 503)
+    fresh_for: float | None = None  # seconds the answer stays fresh (Cache-Control, Expires)
 
 
 def _status_error(url: str, response: httpx.Response) -> FeedError:
@@ -144,10 +152,13 @@ async def _get(
             return FeedResponse(  # a 304 may carry new validators (RFC 9110 15.4.5)
                 req, next_url, etag=r.headers.get("etag") or req.etag,
                 last_modified=r.headers.get("last-modified") or req.last_modified,
-                not_modified=True,
+                not_modified=True, status=304, fresh_for=fresh_for(r.headers),
             )  # fmt: skip
         if r.status_code >= 400:
-            return FeedResponse(req, req.url, error=_status_error(shown, r))
+            return FeedResponse(
+                req, req.url, error=_status_error(shown, r), status=r.status_code,
+                retry_after=retry_after(r.headers) if r.status_code in (429, 503) else None,
+            )  # fmt: skip
         chunks, size = [], 0
         async for chunk in r.aiter_bytes():
             size += len(chunk)
@@ -162,7 +173,49 @@ async def _get(
             headers={k.lower(): v for k, v in r.headers.items()},
             etag=r.headers.get("etag"),
             last_modified=r.headers.get("last-modified"),
+            status=r.status_code,
+            fresh_for=fresh_for(r.headers),
         )
+
+
+def _http_date(value: str) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds from now (RFC 9110 10.2.3: seconds or an HTTP date)."""
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    when = _http_date(value)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when else None
+
+
+def fresh_for(headers: Mapping[str, str]) -> float | None:
+    """How long an answer stays fresh (RFC 9111 4.2.1): ``Cache-Control: max-age``, else
+    ``Expires`` minus ``Date``; 0 for ``no-cache``/``no-store``; None when it says nothing."""
+    directives = {}
+    for part in (headers.get("cache-control") or "").lower().split(","):
+        name, _, arg = part.strip().partition("=")
+        directives[name] = arg.strip().strip('"')
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    if directives.get("max-age", "").isdigit():
+        return float(directives["max-age"])
+    expires = headers.get("expires")
+    if expires is None:
+        return None
+    until = _http_date(expires)
+    if until is None:  # RFC 9111 5.3: an invalid date (e.g. "0") means already expired
+        return 0.0
+    date = _http_date(headers.get("date") or "") or datetime.now(UTC)
+    return max(0.0, (until - date).total_seconds())
 
 
 def _timeout_reason(e: Exception, progress: _Progress, timeout: float) -> str:
@@ -243,14 +296,22 @@ _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NON
 _POOL = 4
 
 
+def host_of(url: str) -> str:
+    """The host that a per-host connection limit counts (its name, without the port)."""
+    return (urlsplit(url).hostname or url).lower()
+
+
 async def fetch_all(
     requests: list[FeedRequest],
     *,
     timeout: float,
     connections: int,
+    per_host: int | None = None,
     on_response: Callable[[FeedResponse], None] | None = None,
 ) -> list[FeedResponse]:
-    """Fetch every request concurrently over at most ``connections`` connections.
+    """Fetch every request concurrently over at most ``connections`` connections, and at
+    most ``per_host`` at once to any one host (politeness: 500 feeds of one site are not
+    500 connections to it, whatever the total).
 
     ``on_response`` is called with each response as soon as it is complete (on the
     fetching thread), e.g. to start parsing it while the others are still on the way.
@@ -258,6 +319,7 @@ async def fetch_all(
     if not requests:
         return []
     workers = max(1, min(connections, len(requests)))
+    limit = max(1, per_host or workers)
     tls = httpx.create_ssl_context()
     clients = [
         httpx.AsyncClient(
@@ -272,11 +334,37 @@ async def fetch_all(
         for _ in range(-(-workers // _POOL))
     ]
     results: list[FeedResponse | None] = [None] * len(requests)
-    todo = iter(enumerate(requests))
+    waiting: dict[str, deque[tuple[int, FeedRequest]]] = {}  # per host, in the given order
+    for n, req in enumerate(requests):
+        waiting.setdefault(host_of(req.url), deque()).append((n, req))
+    busy: Counter[str] = Counter()  # requests in flight per host
+    freed = asyncio.Condition()
+
+    def take() -> tuple[int, FeedRequest, str] | None:
+        """The next request of the first host with room (then counted as busy)."""
+        for host, queue in waiting.items():
+            if busy[host] < limit:
+                n, req = queue.popleft()
+                if not queue:
+                    del waiting[host]
+                busy[host] += 1
+                return n, req, host
+        return None
 
     async def worker(client: httpx.AsyncClient) -> None:
-        for n, req in todo:  # a shared iterator: each request is taken by one worker
-            results[n] = response = await _fetch_one(client, req, timeout)
+        while True:
+            async with freed:
+                while (job := take()) is None:
+                    if not waiting:
+                        return
+                    await freed.wait()  # every waiting request's host is at its limit
+            n, req, host = job
+            try:
+                results[n] = response = await _fetch_one(client, req, timeout)
+            finally:
+                async with freed:
+                    busy[host] -= 1
+                    freed.notify_all()
             if on_response is not None:
                 on_response(response)
 

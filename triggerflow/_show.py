@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ._paused import Pause
     from ._read import Listing, Status, TriggerLine, Waiting
     from ._search import SearchResults
-    from ._store import RouteStatus
+    from ._store import RouteStatus, SourceStatus
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -129,14 +129,41 @@ def status_lines(st: Status, *, sources: bool = False) -> list[str]:
     out += ["", f"Sources: {len(st.sources)}, failing: {len(st.failing_sources)}"]
     for src in st.failing_sources:
         out.append(f"  ✗ {src.source} (since {when(src.last_error_at)}): {src.last_error}")
+        if src.gone_at or src.next_fetch:
+            out.append(f"    {next_try(src)}")
     if sources:
         out.append(
             table(
-                [(x.source, x.kind, x.items, when(x.last_success)) for x in st.sources],
-                ("SOURCE", "KIND", "ITEMS", "LAST SUCCESS"),
+                [
+                    (
+                        x.source,
+                        x.kind,
+                        x.items,
+                        when(x.last_success),
+                        when(x.last_error_at) if x.last_error else "-",
+                        next_try(x, short=True),
+                        x.next_reason or "-",
+                    )
+                    for x in st.sources
+                ],  # fmt: skip
+                ("SOURCE", "KIND", "ITEMS", "LAST SUCCESS", "LAST ERROR", "NEXT TRY", "WHY"),
             )
         )
     return out
+
+
+def next_try(src: SourceStatus, *, short: bool = False) -> str:
+    """When a source is fetched next: "next run", a time, "never (410 Gone)"; in full
+    (``short=False``) with the reason."""
+    if src.gone_at is not None:
+        return (
+            "never (410 Gone)"
+            if short
+            else f"not fetched since {when(src.gone_at)}: {src.next_reason}"
+        )
+    if src.next_fetch is None:
+        return "next run"
+    return when(src.next_fetch) if short else f"next try {when(src.next_fetch)}: {src.next_reason}"
 
 
 def trigger_state(t: TriggerLine) -> str:

@@ -1,9 +1,10 @@
 """triggerflow's own web app, run by ``triggerflow serve`` beside Prefect's.
 
-It serves the generated feeds: ``/feeds/`` (an index), ``/feeds/<name>.xml`` (Atom)
-and ``/feeds/<name>.rss`` (RSS 2.0), with ETag and Last-Modified so that readers
-that poll every few minutes get a cheap 304; and it receives GitHub webhooks at
-``POST /hooks/github`` (``_webhooks.py``). FastAPI and uvicorn come with Prefect.
+It serves the generated feeds: ``/feeds/`` (an index), ``/feeds/<name>.xml`` (Atom),
+``/feeds/<name>.rss`` (RSS 2.0) and ``/feeds/<name>.json`` (JSON Feed 1.1), with ETag and
+Last-Modified so that readers that poll every few minutes get a cheap 304; and it
+receives GitHub webhooks at ``POST /hooks/github`` (``_webhooks.py``). FastAPI and
+uvicorn come with Prefect.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
     def index() -> str:
         rows = "".join(
             f"<li>{html.escape(n)} ({count} entries): "
-            f'<a href="{html.escape(n)}.xml">Atom</a> · <a href="{html.escape(n)}.rss">RSS</a></li>'
+            f'<a href="{html.escape(n)}.xml">Atom</a> · <a href="{html.escape(n)}.rss">RSS</a> · '
+            f'<a href="{html.escape(n)}.json">JSON Feed</a></li>'
             for n, count, _ in feeds.names()
         )
         return f"<!doctype html><title>triggerflow feeds</title><h1>Feeds</h1><ul>{rows}</ul>"
@@ -78,9 +80,15 @@ def create_app(base_url: str, github: GitHubReceiver | None = None) -> Any:
     @app.api_route("/feeds/{filename}", methods=["GET", "HEAD"])
     def one(filename: str, request: Request) -> Response:
         name, dot, ext = filename.rpartition(".")
-        kinds = {"xml": ("atom", "application/atom+xml"), "rss": ("rss", "application/rss+xml")}
+        kinds = {
+            "xml": ("atom", "application/atom+xml"),
+            "rss": ("rss", "application/rss+xml"),
+            "json": ("json", "application/feed+json"),
+        }
         if not dot or ext not in kinds:
-            return Response("use <name>.xml (Atom) or <name>.rss (RSS 2.0)\n", 404)
+            return Response(
+                "use <name>.xml (Atom), <name>.rss (RSS 2.0) or <name>.json (JSON Feed)\n", 404
+            )
         kind, media = kinds[ext]
         try:
             body = feeds.render(name, kind, base_url=f"{base_url}/feeds")  # type: ignore[arg-type]

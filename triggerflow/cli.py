@@ -79,6 +79,13 @@ def cmd_run(s: Settings, args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"{t.name} is not run: {held}; `triggerflow run {t.name} --force` runs it anyway"
         )
+    if args.all_feeds:
+        from ._store import Store
+
+        with Store.default(s).transaction() as tx:
+            waited = tx.make_sources_due(t.name)
+        if waited:
+            say(f"{waited} feed(s) that were waiting (backoff, fresh, 410 Gone) are fetched now.")
     if api_url and not args.here:
         from ._runs import run_deployment
 
@@ -229,7 +236,8 @@ def cmd_feeds(s: Settings, args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise TriggerflowError("feeds export: name the feed (see `triggerflow feeds list`)")
-    xml = feeds.render(args.name, "rss" if args.rss else "atom", limit=args.limit)
+    kind = "json" if args.json else "rss" if args.rss else "atom"
+    xml = feeds.render(args.name, kind, limit=args.limit)
     sys.stdout.buffer.write(xml)
     sys.stdout.flush()
     return 0
@@ -374,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--here", action="store_true", help="run it in this process, not by serve")
     sp.add_argument("--force", action="store_true", help="run it even on vacation or paused")
     sp.add_argument(
+        "--all-feeds", action="store_true",
+        help="fetch every feed now, also those that wait (backoff, fresh, 410 Gone)",
+    )  # fmt: skip
+    sp.add_argument(
         "--wait", type=float, default=60, metavar="SECONDS",
         help="how long the run may wait to be started by serve or a worker (60)",
     )  # fmt: skip
@@ -435,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp.add_argument("action", choices=["list", "export"], help="what to do")
     sp.add_argument("name", nargs="?", help="with export: the feed's name")
-    sp.add_argument("--rss", action="store_true", help="RSS 2.0 instead of Atom")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--rss", action="store_true", help="RSS 2.0 instead of Atom")
+    how.add_argument("--json", action="store_true", help="JSON Feed 1.1 instead of Atom")
     sp.add_argument("--limit", type=int, default=50, help="newest entries to include (50)")
     sp = add(
         "search", cmd_search, "full-text search over every stored item (BM25)",

@@ -55,6 +55,13 @@ class Settings:
             services' APIs, the bound of each read.
         http_connections: concurrent connections of one source call
             (``TRIGGERFLOW_HTTP_CONNECTIONS``).
+        http_per_host: of those, at most this many to any one host at once
+            (``TRIGGERFLOW_HTTP_PER_HOST``).
+        feed_cache_max: the longest, in seconds, that a feed's ``Cache-Control: max-age``
+            or ``Expires`` keeps it from being fetched again (``TRIGGERFLOW_FEED_CACHE_MAX``).
+        feed_backoff_max: the longest, in seconds, between two tries of a failing feed,
+            also when its server's ``Retry-After`` asks for longer
+            (``TRIGGERFLOW_FEED_BACKOFF_MAX``).
         rate_limit_wait: the longest a source or sink of a web service (Mastodon,
             Wallabag, Trello) waits for the service's rate limit to reset before it gives
             the step back to Prefect's retries (``TRIGGERFLOW_RATE_LIMIT_WAIT``).
@@ -97,6 +104,9 @@ class Settings:
     store_wait: float = 30.0
     http_timeout: float = 20.0
     http_connections: int = 50
+    http_per_host: int = 4
+    feed_cache_max: float = 4 * 3600.0
+    feed_backoff_max: float = 86400.0
     rate_limit_wait: float = 300.0
     xmpp_timeout: float = 15.0
     alerts: str = "owner"

@@ -28,6 +28,11 @@ class SourceState:
     etag: str | None = None
     last_modified: str | None = None
     fetched_at: datetime | None = None
+    next_fetch: datetime | None = None  # not fetched before (None: at the next run)
+    next_reason: str | None = None  # why not before then, in words
+    failures: int = 0  # failed fetches in a row
+    gone: bool = False  # it answered 410 Gone: not fetched until asked to
+    last_error: str | None = None  # why its last fetch failed (None: it worked)
 
 
 def content_hash(item: Item) -> str:
@@ -132,7 +137,8 @@ class ItemsMixin(TransactionBase):
     def source_states(self, sources: Sequence[str]) -> dict[str, SourceState]:
         """The remembered state of each of ``sources`` that has one."""
         rows = self.con.execute(
-            "SELECT source, url, etag, last_modified, fetched_at FROM sources "
+            "SELECT source, url, etag, last_modified, fetched_at, next_fetch, next_reason, "
+            "coalesce(failures, 0), gone_at IS NOT NULL, last_error FROM sources "
             "WHERE list_contains($1, source)",
             [list(sources)],
         ).fetchall()
@@ -156,10 +162,13 @@ class ItemsMixin(TransactionBase):
         kind: str,
         now: datetime,
     ) -> None:
-        """Record successful fetches, (state, title, modified) each, in one statement."""
+        """Record successful fetches, (state, title, modified) each, in one statement;
+        each state's ``next_fetch`` and ``next_reason`` say when it is due again."""
         if not fetched:
             return
         data = {
+            "next_fetch": [st.next_fetch for st, _, _ in fetched],
+            "next_reason": [st.next_reason for st, _, _ in fetched],
             "source": [st.source for st, _, _ in fetched],
             "url": [st.url for st, _, _ in fetched],
             "title": [title for _, title, _ in fetched],
@@ -171,17 +180,19 @@ class ItemsMixin(TransactionBase):
             self.con.execute(
                 """
                 INSERT INTO sources (source, kind, url, title, etag, last_modified, fetched_at,
-                                     checked_at, last_success)
+                                     checked_at, last_success, next_fetch, next_reason,
+                                     failures)
                 SELECT source::VARCHAR, $kind, url::VARCHAR, title::VARCHAR, etag::VARCHAR,
                        lm::VARCHAR, CASE WHEN modified::BOOLEAN THEN $now::TIMESTAMPTZ END,
-                       $now, $now
+                       $now, $now, next_fetch::TIMESTAMPTZ, next_reason::VARCHAR, 0
                 FROM sources_py
                 ON CONFLICT (source) DO UPDATE SET
                     url = excluded.url, title = coalesce(excluded.title, sources.title),
                     etag = excluded.etag, last_modified = excluded.last_modified,
                     fetched_at = coalesce(excluded.fetched_at, sources.fetched_at),
                     checked_at = excluded.checked_at, last_success = excluded.last_success,
-                    last_error = NULL, last_error_at = NULL
+                    last_error = NULL, last_error_at = NULL, next_fetch = excluded.next_fetch,
+                    next_reason = excluded.next_reason, failures = 0, gone_at = NULL
                 """,
                 {"kind": kind, "now": now},
             )
@@ -213,9 +224,20 @@ class ItemsMixin(TransactionBase):
         )
 
     def save_source_error(
-        self, source: str, url: str, kind: str, error: str, now: datetime
+        self,
+        source: str,
+        url: str,
+        kind: str,
+        error: str,
+        now: datetime,
+        *,
+        retry: SourceState | None = None,
     ) -> None:
-        """Record a failed fetch; the previous ETag and items stay as they were."""
+        """Record a failed fetch; the previous ETag and items stay as they were.
+
+        ``retry``: the source's next fetch after it (``next_fetch``, ``next_reason``,
+        ``failures``, ``gone``); without it they stay as they were.
+        """
         self.con.execute(
             """
             INSERT INTO sources (source, kind, url, checked_at, last_error, last_error_at)
@@ -226,6 +248,30 @@ class ItemsMixin(TransactionBase):
             """,
             [source, kind, url, now, error],
         )
+        if retry is not None:
+            self.con.execute(
+                """
+                UPDATE sources SET next_fetch = $2, next_reason = $3, failures = $4,
+                    gone_at = CASE WHEN $5 THEN coalesce(gone_at, $6::TIMESTAMPTZ) END
+                WHERE source = $1
+                """,
+                [source, retry.next_fetch, retry.next_reason, retry.failures, retry.gone, now],
+            )
+
+    def make_sources_due(self, trigger: str) -> int:
+        """Every feed ``trigger`` reads is fetched by its next run, whatever its next-fetch
+        time, also one that answered 410 Gone (``triggerflow run NAME --all-feeds``);
+        returns how many had to wait."""
+        rows = self.con.execute(
+            """
+            UPDATE sources SET next_fetch = NULL, next_reason = NULL, gone_at = NULL
+            WHERE source IN (SELECT source FROM trigger_sources WHERE trigger = $1)
+              AND (next_fetch IS NOT NULL OR gone_at IS NOT NULL)
+            RETURNING source
+            """,
+            [trigger],
+        ).fetchall()
+        return len(rows)
 
     def items_of_last_fetch(self, sources: Sequence[str]) -> list[Item]:
         """The items each source listed when it last answered with content (for 304s)."""

@@ -77,7 +77,8 @@ class Transaction(Protocol):
         kind: str,
         now: datetime,
     ) -> None:
-        """Record successful fetches, (state, title, modified) each, in one statement."""
+        """Record successful fetches, (state, title, modified) each, in one statement;
+        each state's ``next_fetch`` and ``next_reason`` say when it is due again."""
         ...
 
     def source_cursor(self, source: str) -> str | None:
@@ -96,9 +97,26 @@ class Transaction(Protocol):
         ...
 
     def save_source_error(
-        self, source: str, url: str, kind: str, error: str, now: datetime
+        self,
+        source: str,
+        url: str,
+        kind: str,
+        error: str,
+        now: datetime,
+        *,
+        retry: SourceState | None = None,
     ) -> None:
-        """Record a failed fetch; the previous ETag and items stay as they were."""
+        """Record a failed fetch; the previous ETag and items stay as they were.
+
+        ``retry``: the source's next fetch after it (``next_fetch``, ``next_reason``,
+        ``failures``, ``gone``); without it they stay as they were.
+        """
+        ...
+
+    def make_sources_due(self, trigger: str) -> int:
+        """Every feed ``trigger`` reads is fetched by its next run, whatever its next-fetch
+        time, also one that answered 410 Gone (``triggerflow run NAME --all-feeds``);
+        returns how many had to wait."""
         ...
 
     def items_of_last_fetch(self, sources: Sequence[str]) -> list[Item]:

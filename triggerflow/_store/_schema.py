@@ -148,6 +148,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries ADD COLUMN claimed_by VARCHAR;
     ALTER TABLE deliveries ADD COLUMN lease_until TIMESTAMPTZ;
     """,
+    # 10: polite polling (issue 20): when each feed is due again and why, its failures in
+    # a row (the backoff), and when it answered 410 Gone (no longer fetched).
+    """
+    ALTER TABLE sources ADD COLUMN next_fetch TIMESTAMPTZ;
+    ALTER TABLE sources ADD COLUMN next_reason VARCHAR;
+    ALTER TABLE sources ADD COLUMN failures INTEGER DEFAULT 0;
+    ALTER TABLE sources ADD COLUMN gone_at TIMESTAMPTZ;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

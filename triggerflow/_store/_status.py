@@ -89,6 +89,10 @@ class SourceStatus:
         last_error: why its last fetch failed, or None when it worked.
         last_error_at: when that was.
         triggers: the triggers that read it, by name.
+        next_fetch: a feed's next fetch, not before (None: by the next run).
+        next_reason: why not before then.
+        failures: its failed fetches in a row.
+        gone_at: when it answered 410 Gone (not fetched since), or None.
     """
 
     source: str
@@ -98,6 +102,10 @@ class SourceStatus:
     last_error: str | None
     last_error_at: datetime | None
     triggers: tuple[str, ...]
+    next_fetch: datetime | None = None
+    next_reason: str | None = None
+    failures: int = 0
+    gone_at: datetime | None = None
 
 
 class StatusMixin(TransactionBase):
@@ -147,11 +155,12 @@ class StatusMixin(TransactionBase):
                    (SELECT count(*) FROM items i WHERE i.source = s.source),
                    s.last_success, s.last_error, s.last_error_at,
                    coalesce((SELECT list(t.trigger ORDER BY t.trigger) FROM trigger_sources t
-                             WHERE t.source = s.source), [])
+                             WHERE t.source = s.source), []),
+                   s.next_fetch, s.next_reason, coalesce(s.failures, 0), s.gone_at
             FROM sources s ORDER BY s.source
             """
         ).fetchall()
-        return [SourceStatus(*r[:6], tuple(r[6])) for r in rows]
+        return [SourceStatus(*r[:6], tuple(r[6]), *r[7:]) for r in rows]
 
     def items_per_trigger(self) -> dict[str, int]:
         """How many stored items came from the sources each trigger reads."""

@@ -9,13 +9,16 @@ the others of the same call still deliver.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
 from .. import _runtime
 from .._async import run_sync
+from .._durations import render_about
 from .._feedparse import Parser
 from .._http import FeedRequest, FeedResponse, fetch_all
+from .._polling import Plan, after_answer, after_failure, is_due
 from .._steps import Fetched, Reading, run_source
 from .._store import SourceState, Store, now
 from ..config import settings
@@ -69,15 +72,21 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
     s = settings()
     log = _runtime.logger()
     store = Store.default(s)
+    t = now()
     states: dict[str, SourceState] = {}
     if use_store:
         with store.transaction(commit=False) as tx:
             states = tx.source_states(feeds)
+    # Only the feeds that are due (_polling): the others wait for their answer to go
+    # stale, their backoff or Retry-After to pass; one that answered 410 is not fetched.
+    # A preview (nothing written) fetches them all: it shows what the feeds say now.
+    later = {f: st for f, st in states.items() if write and not is_due(st.next_fetch, st.gone, t)}
     requests = [
         FeedRequest(f, states[f].url, states[f].etag, states[f].last_modified)
         if f in states
         else FeedRequest(f, f)
         for f in feeds
+        if f not in later
     ]
     with_body: list[FeedResponse] = []
     with Parser() as parser:
@@ -92,6 +101,7 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
                 requests,
                 timeout=s.http_timeout,
                 connections=s.http_connections,
+                per_host=s.http_per_host,
                 on_response=arrived,
             )
         )
@@ -99,9 +109,20 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
 
     out = Fetched()
     fresh: list[tuple[FeedResponse, str | None]] = []
+    retries: dict[str, Plan] = {}  # per failed feed: when it is tried again
+
+    def failed(source: str, why: str, status: int | None, retry_after: float | None) -> None:
+        before = states[source].failures if source in states else 0
+        plan = after_failure(
+            t, before, trigger=trigger, status=status, retry_after=retry_after,
+            backoff_max=s.feed_backoff_max,
+        )  # fmt: skip
+        retries[source] = plan
+        report.failures[source] = why
+
     for r, p in zip(with_body, parsed, strict=True):
         if p.error:
-            report.failures[r.request.source] = p.error
+            failed(r.request.source, p.error, None, None)
             continue
         if p.warning:
             report.warnings[r.request.source] = p.warning
@@ -109,13 +130,18 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
         fresh.append((r, p.title))
     for r in responses:
         if r.error is not None:
-            report.failures[r.request.source] = r.error.reason
+            failed(r.request.source, r.error.reason, r.status, r.retry_after)
     unchanged = [r for r in responses if r.not_modified]
+    # A feed that waits repeats its last outcome: a failing one still fails the run (so an
+    # outage is one alert, not one per retry), a working one lists its last items.
+    still_failing = {f: st for f, st in later.items() if st.failures or st.gone}
+    for f, st in still_failing.items():
+        report.failures[f] = f"{st.last_error or 'failing'} ({_waits(st, t, trigger)})"
+    resting = [f for f in later if f not in still_failing]
 
     for r in with_body:
         r.body = None  # parsed: let go of it before the store needs memory
 
-    t = now()
     if use_store:
         # Items in transactions of a few thousand: DuckDB holds a transaction's rows in
         # memory until it commits (10,000 items at once took 230 MB more than this). The
@@ -126,30 +152,39 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
             with store.transaction(commit=write) as tx:
                 report.new += tx.upsert_items(unique[start : start + STORE_BATCH], t)
         with store.transaction(commit=write) as tx:
+            cache_max = s.feed_cache_max
             tx.save_source_successes(
-                [(_state(r), title, True) for r, title in fresh]
-                + [(_state(r), None, False) for r in unchanged],
+                [(_state(r, t, cache_max), title, True) for r, title in fresh]
+                + [(_state(r, t, cache_max), None, False) for r in unchanged],
                 "rss",
                 t,
             )
-            for source, why in report.failures.items():
+            for source, plan in retries.items():
                 url = states[source].url if source in states else source
-                tx.save_source_error(source, url, "rss", why, t)
-            out.items.extend(tx.items_of_last_fetch([r.request.source for r in unchanged]))
+                retry = SourceState(
+                    source, url, next_fetch=plan.next_fetch, next_reason=plan.reason,
+                    failures=plan.failures, gone=plan.gone,
+                )  # fmt: skip
+                tx.save_source_error(source, url, "rss", report.failures[source], t, retry=retry)
+            out.items.extend(
+                tx.items_of_last_fetch([r.request.source for r in unchanged] + resting)
+            )
             if trigger:
                 tx.link_trigger_sources(trigger, feeds)
     report.fetched = len(out.items)
 
     for source, why in report.failures.items():
-        log.warning("feed %s: %s", source, why)
+        plan = retries.get(source)
+        log.warning("feed %s: %s%s", source, why, f"; {_next(plan, t)}" if plan else "")
     for source, why in report.warnings.items():
         log.warning("feed %s: %s", source, why)
     log.info(
-        "%d feeds: %d changed, %d unchanged, %d failed; %d items, %d new",
-        len(feeds), len(fresh), len(unchanged), len(report.failures), report.fetched, report.new,
+        "%d feeds: %d changed, %d unchanged, %d failed, %d not due; %d items, %d new",
+        len(feeds), len(fresh), len(unchanged), len(retries), len(later), report.fetched,
+        report.new,
     )  # fmt: skip
     transient = [r.error for r in responses if isinstance(r.error, TransientError)]
-    if len(report.failures) == len(feeds) and transient:
+    if requests and len(retries) == len(requests) and not later and transient:
         # Nothing worked and waiting may help: let Prefect retry the task.
         err = FeedUnavailable(feeds[0], transient[0].reason)
         if len(feeds) > 1:
@@ -158,5 +193,22 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
     return out
 
 
-def _state(r: FeedResponse) -> SourceState:
-    return SourceState(r.request.source, r.url, r.etag, r.last_modified)
+def _state(r: FeedResponse, t: datetime, cache_max: float) -> SourceState:
+    plan = after_answer(t, r.fresh_for, cache_max)
+    return SourceState(
+        r.request.source, r.url, r.etag, r.last_modified,
+        next_fetch=plan.next_fetch, next_reason=plan.reason,
+    )  # fmt: skip
+
+
+def _next(plan: Plan, t: datetime) -> str:
+    if plan.gone or plan.next_fetch is None:
+        return plan.reason or "tried again by the next run"
+    return f"next try in {render_about(plan.next_fetch - t)} ({plan.reason})"
+
+
+def _waits(st: SourceState, t: datetime, trigger: str | None) -> str:
+    if st.gone:
+        return f"not fetched since; `triggerflow run {trigger or 'NAME'} --all-feeds` tries again"
+    assert st.next_fetch is not None
+    return f"not fetched this run, next try in {render_about(st.next_fetch - t)}"
