@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -96,30 +97,57 @@ def _parse(job: tuple[str, bytes, dict[str, str]]) -> int:
 
 
 def round_raw(urls: list[str], data: Path) -> int:
+    """The limit: 20 threads doing the same conditional GETs, feedparser on all cores for
+    the feeds that changed, the validators kept in a JSON file; nothing else."""
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+    kept = data / "raw-validators.json"
+    validators: dict[str, dict[str, str]] = json.loads(kept.read_text()) if kept.exists() else {}
+
     with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
+
+        def get(url: str) -> httpx.Response:
+            v = validators.get(url, {})
+            headers = {"If-None-Match": v["etag"]} if "etag" in v else {}
+            if "modified" in v:
+                headers["If-Modified-Since"] = v["modified"]
+            return client.get(url, headers=headers)
+
         with ThreadPoolExecutor(20) as pool:
-            responses = list(pool.map(client.get, urls))
-    jobs = [(str(r.url), r.content, dict(r.headers)) for r in responses]
+            responses = list(pool.map(get, urls))
+    jobs = [(str(r.url), r.content, dict(r.headers)) for r in responses if r.status_code == 200]
     with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        return sum(pool.map(_parse, jobs, chunksize=16))
+        n = sum(pool.map(_parse, jobs, chunksize=16))
+    for r in responses:
+        if r.status_code == 200:
+            validators[str(r.url)] = {
+                k: r.headers[h] for k, h in (("etag", "etag"), ("modified", "last-modified"))
+                if h in r.headers
+            }  # fmt: skip
+    data.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(validators))
+    return n
 
 
-def worker(variant: str, base: str, feeds: int, data: Path) -> None:
-    """One round, timed without the interpreter's start and imports (reported apart)."""
+def worker(variant: str, base: str, feeds: int, data: Path, profile: str | None) -> None:
+    """One round; ``wall_s`` is the round after the imports it needs (the parent times the
+    whole process). With ``profile``, cProfile covers the whole process, imports included."""
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     os.environ["TRIGGERFLOW_DATA_DIR"] = str(data)
-    import duckdb  # noqa: F401 - imported before the clock starts, like a running service
-    import feedparser  # noqa: F401
-
-    import triggerflow.sinks._feed  # noqa: F401
-    import triggerflow.sources._rss  # noqa: F401
-
+    rounds = {"poll": round_poll, "naive": round_naive, "raw": round_raw}
     urls = [f"{base}/feeds/{i}.xml" for i in range(feeds)]
-    # CPU and memory are sampled by the parent over the whole process tree.
     t = time.perf_counter()
-    n = {"poll": round_poll, "naive": round_naive, "raw": round_raw}[variant](urls, data)
-    print(json.dumps({"items": n, "wall_s": time.perf_counter() - t}), flush=True)
+    n = rounds[variant](urls, data)
+    wall = time.perf_counter() - t
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    print(json.dumps({"items": n, "wall_s": wall}), flush=True)
 
 
 # -- the parent side -----------------------------------------------------------------------
@@ -153,20 +181,26 @@ def _usage(pid: int) -> tuple[int, float]:
         return 0, 0.0
 
 
-def _command(variant: str, base: str, feeds: int, data: Path) -> list[str]:
+def _command(variant: str, base: str, feeds: int, data: Path, profile: str | None) -> list[str]:
     if variant == "prefect":
         return [sys.executable, "-m", "triggerflow", "run", "bench"]
     return [sys.executable, __file__, "--worker", variant, "--base", base, "--feeds", str(feeds),
-            "--data", str(data)]  # fmt: skip
+            "--data", str(data), *(["--profile-to", profile] if profile else [])]  # fmt: skip
 
 
 def measure(
-    variant: str, base: str, feeds: int, data: Path, env: dict[str, str]
+    variant: str,
+    base: str,
+    feeds: int,
+    data: Path,
+    env: dict[str, str],
+    profile: str | None = None,
 ) -> dict[str, float]:
     """One round in a child process: its timings, peak RSS and CPU of its whole tree."""
     t = time.perf_counter()
     proc = subprocess.Popen(
-        _command(variant, base, feeds, data), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        _command(variant, base, feeds, data, profile), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True, cwd=ROOT, env={**env, "TRIGGERFLOW_DATA_DIR": str(data)},
     )  # fmt: skip
     peak, cpu = 0, {}  # cpu: per pid, the last figure seen (a pid's CPU only grows)
@@ -232,7 +266,12 @@ def bench():
 
 
 def one_run(
-    variant: str, feeds: int, root: Path, server_args: list[str], env: dict[str, str]
+    variant: str,
+    feeds: int,
+    root: Path,
+    server_args: list[str],
+    env: dict[str, str],
+    profile: Path | None = None,
 ) -> list[dict[str, float]]:
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "feedserver.py"), "--feeds", str(feeds),
@@ -252,7 +291,8 @@ def one_run(
         for r in range(3):
             if r == 1:
                 httpx.post(f"{base}/bump?share=0.1&items=2", timeout=10)
-            rounds.append(measure(variant, base, feeds, data, env))
+            prof = str(profile / f"{variant}-round{r + 1}.pstats") if profile else None
+            rounds.append(measure(variant, base, feeds, data, env, prof))
             if variant != "raw":
                 rounds[-1]["items"], rounds[-1]["delivered"] = _check_store(variant, data)
     finally:
@@ -260,10 +300,10 @@ def one_run(
         server.wait(10)
     bumped = len(range(0, feeds, 10))
     expected = [feeds * 20, feeds * 20 + 2 * bumped, feeds * 20 + 2 * bumped]
-    if variant == "raw":  # what was parsed: every entry the feeds list now
-        expected = [feeds * 20] + [feeds * 20 + 2 * bumped] * 2
-        expected = [feeds * 20, feeds * 20 + 2 * bumped, feeds * 20 + 2 * bumped]
+    if variant == "raw":  # what was parsed: the entries of the feeds that changed
+        expected = [feeds * 20, bumped * 20, 0]  # a feed lists its newest 20
     got = [int(r["items"]) for r in rounds]
+    assert variant != "raw" or got == expected, f"raw: parsed {got}, expected {expected}"
     if variant != "raw":  # nothing lost, nothing doubled, in the store and in the ledger
         assert got == expected, f"{variant}: stored {got}, expected {expected}"
         delivered = [int(r["delivered"]) for r in rounds]
@@ -276,10 +316,14 @@ def _prefect_server(root: Path) -> Any:
     from triggerflow._prefect_server import LocalPrefectServer, _port_free
     from triggerflow.config import settings
 
-    port = next(p for p in range(4290, 4390) if _port_free(p))
-    os.environ.update(
-        TRIGGERFLOW_DATA_DIR=str(root / "prefect"), TRIGGERFLOW_PREFECT_PORT=str(port)
-    )
+    port = os.environ.get("TRIGGERFLOW_PREFECT_PORT")
+    if port and not _port_free(int(port)):
+        sys.exit(f"TRIGGERFLOW_PREFECT_PORT={port} is in use; set a free port or unset it")
+    if not port:  # a port the system says is free, not a guess from a fixed range
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = str(sock.getsockname()[1])
+    os.environ.update(TRIGGERFLOW_DATA_DIR=str(root / "prefect"), TRIGGERFLOW_PREFECT_PORT=port)
     server = LocalPrefectServer(settings())
     server.start(lambda msg: print(msg, file=sys.stderr))
     return server
@@ -287,6 +331,78 @@ def _prefect_server(root: Path) -> Any:
 
 def _median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(x[key] for x in rows)
+
+
+# The aims (issue 20): whole processes against the raw limit of the same run.
+AIM_ROUND1, AIM_LATER, AIM_RSS_MB, AIM_PREFECT_S = 1.15, 1.5, 200, 1.0
+
+
+def _profile_lines(path: Path, top: int, order: str) -> list[str]:
+    """The top lines of a cProfile dump by ``order`` (``cumulative``, ``tottime``)."""
+    import io
+    import pstats
+
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.sort_stats(order).print_stats(top)
+    lines = out.getvalue().splitlines()
+    start = next((n for n, line in enumerate(lines) if "ncalls" in line), 0)
+    site = str(Path(httpx.__file__).parent.parent) + "/"
+    return [
+        line.replace(str(ROOT) + "/", "").replace(site, "")
+        for line in lines[start:]
+        if line.strip()
+    ]
+
+
+def _print_aims(results: dict[str, list[list[dict[str, float]]]], latencies: list[float]) -> None:
+    """Each aim against this run's figures: met or not, with the numbers."""
+    lines = []
+    for latency in latencies:
+        poll, raw = results.get(f"poll@{latency:g}"), results.get(f"raw@{latency:g}")
+        prefect = results.get(f"prefect@{latency:g}")
+        for r, name in enumerate(ROUNDS):
+            if poll and raw:
+                ours = _median([run[r] for run in poll], "process_s")
+                limit = _median([run[r] for run in raw], "process_s")
+                aim = AIM_ROUND1 if r == 0 else AIM_LATER
+                ok = "met" if ours <= aim * limit else "NOT met"
+                lines.append(f"latency {latency:g} s, round {name}: poll {ours:.2f} s = "
+                             f"{ours / limit:.2f}x raw {limit:.2f} s (aim <= {aim}x): "
+                             f"{ok}")  # fmt: skip
+            for variant, runs in (("poll", poll), ("prefect", prefect)):
+                if runs:
+                    peak = _median([run[r] for run in runs], "peak_rss_mb")
+                    ok = "met" if peak <= AIM_RSS_MB else "NOT met"
+                    lines.append(f"latency {latency:g} s, round {name}: {variant} peak RSS "
+                                 f"{peak:.0f} MB (aim <= {AIM_RSS_MB}): {ok}")  # fmt: skip
+            if poll and prefect:
+                extra = _median([run[r] for run in prefect], "process_s") - _median(
+                    [run[r] for run in poll], "process_s"
+                )
+                ok = "met" if extra <= AIM_PREFECT_S else "NOT met"
+                lines.append(f"latency {latency:g} s, round {name}: Prefect adds {extra:+.2f} s "
+                             f"(aim <= +{AIM_PREFECT_S:g} s): {ok}")  # fmt: skip
+    if lines:
+        print("\nAims (whole processes, medians):")
+        print("\n".join(f"- {line}" for line in lines))
+
+
+def profile(feeds: int, top: int, gzip: bool) -> int:
+    """One run of the poll variant, each round's process under cProfile; the top lines."""
+    with tempfile.TemporaryDirectory(prefix="tf-bench-profile-") as tmp:
+        env = {"TRIGGERFLOW_HTTP_PER_HOST": "50", **os.environ}
+        where = Path(tmp) / "profiles"
+        where.mkdir()
+        rounds = one_run("poll", feeds, Path(tmp), ["--gzip"] if gzip else [], env, where)
+        for r, name in enumerate(ROUNDS):
+            print(f"\n### Round {name}: {rounds[r]['process_s']:.2f} s whole process "
+                  f"(cProfile on: slower than unprofiled)\n")  # fmt: skip
+            for order, what in (("cumulative", "cumulative time"), ("tottime", "own time")):
+                print(f"By {what}:\n\n```")
+                print("\n".join(_profile_lines(where / f"poll-round{r + 1}.pstats", top, order)))
+                print("```\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,13 +417,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"which ({','.join(VARIANTS)})")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "poll.json"))
+    ap.add_argument(
+        "--profile", type=int, metavar="LINES", default=0,
+        help="cProfile the poll variant's processes (imports included) and print the top "
+        "LINES of each round by cumulative time (one run, no latency)",
+    )  # fmt: skip
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--base", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--profile-to", dest="profile_to", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)  # fmt: skip
     if args.worker:
-        worker(args.worker, args.base, args.feeds, Path(args.data))
+        worker(args.worker, args.base, args.feeds, Path(args.data), args.profile_to)
         return 0
+    if args.profile:
+        return profile(args.feeds, args.profile, args.gzip)
     variants = args.variants.split(",")
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -351,11 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nPolling {args.feeds} feeds x 20 items, medians of {args.runs} runs, "
           f"{os.cpu_count()} cores\n")  # fmt: skip
-    print("| latency | variant | round | round s | process s | CPU s (tree) | peak RSS MB (tree) "
-          "| stored / delivered |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| latency | variant | round | process s | x raw | round s | CPU s (tree) "
+          "| peak RSS MB (tree) | stored / delivered |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for key, runs in results.items():
         variant, latency = key.split("@")
+        raw = results.get(f"raw@{latency}")
         for r, name in enumerate(ROUNDS):
             rows = [run[r] for run in runs]
             stored = (
@@ -363,8 +488,12 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "raw"
                 else (f"{_median(rows, 'items'):.0f} / {_median(rows, 'delivered'):.0f}")
             )
-            print(f"| {latency} s | {variant} | {name} | {_median(rows, 'wall_s'):.2f} | "
-                  f"{_median(rows, 'process_s'):.2f} | {_median(rows, 'cpu_s'):.2f} | "
+            ratio = "-"
+            if raw:
+                limit = _median([run[r] for run in raw], "process_s")
+                ratio = f"{_median(rows, 'process_s') / limit:.2f}"
+            print(f"| {latency} s | {variant} | {name} | {_median(rows, 'process_s'):.2f} | "
+                  f"{ratio} | {_median(rows, 'wall_s'):.2f} | {_median(rows, 'cpu_s'):.2f} | "
                   f"{_median(rows, 'peak_rss_mb'):.0f} | {stored} |")  # fmt: skip
     for latency in latencies:
         a, b = results.get(f"poll@{latency:g}"), results.get(f"prefect@{latency:g}")
@@ -377,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             added = ", ".join(f"+{x:.2f} s" for x in extra_s)
             print(f"\nPrefect flow run vs the same poll path called from Python, latency "
                   f"{latency:g} s (whole processes), rounds 1-3: {added}")  # fmt: skip
+    _print_aims(results, latencies)
     print(f"\nJSON: {args.out}")
     return 0
 

@@ -123,6 +123,22 @@ class FeedServer:
             ctype = "application/rss+xml; charset=utf-8"
         self.raw(path, body.encode(), ctype)
 
+    def publish_every(self, path: str, last: datetime, every: timedelta, count: int) -> str:
+        """Serve an RSS feed of ``count`` items published ``every`` apart, the newest at
+        ``last`` (a feed's rhythm, for the silent-feed rule); returns its URL."""
+        url = self.url(path)
+        items = "".join(
+            f"<item><guid>{url}#{n}</guid><title>item {n}</title><link>{url}#{n}</link>"
+            f"<pubDate>{format_datetime(last - every * (count - 1 - n))}</pubDate></item>"
+            for n in range(count)
+        )
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>R'
+            f"</title><link>{url}</link><description>r</description>{items}</channel></rss>"
+        )
+        self.raw(path, body.encode(), "application/rss+xml")
+        return url
+
     def raw(self, path: str, body: bytes, content_type: str = "text/xml") -> None:
         """Serve ``body`` with validators (ETag from the content, Last-Modified now)."""
         with self._lock:
@@ -356,4 +372,4 @@ def run_rss(
     report = report if report is not None else SourceReport("rss")
     reading = Reading(trigger, use_store=use_store, write=write)
     got = _rss._fetch(tuple(feeds), reading, report)
-    return SimpleNamespace(items=got.items, report=report)
+    return SimpleNamespace(items=got.as_items(), report=report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -158,3 +159,39 @@ def test_back_to_normal_says_what_still_waits_for_retry(
     (back,) = again.wait_for(1)
     assert back.startswith("✓ triggerflow: waiting is back to normal")
     assert "1 item(s) still wait for `triggerflow retry waiting --dead`" in back
+
+
+def test_a_feed_that_went_silent_is_noted_once_in_status_and_by_an_alert(
+    feeds: Any, people: tuple[Any, Any], clock: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from triggerflow.cli import main
+
+    _, admin = people
+    url = feeds.publish_every("/daily.xml", clock.t, timedelta(days=1), 10)  # until now
+
+    @trigger
+    def quiet() -> None:
+        xmpp(rss(url), format="{title}")
+
+    quiet()
+    clock.advance(9 * 86400)  # 9 days without an item: under 10x its daily rhythm
+    quiet()
+    _settle(admin, 0)
+    clock.advance(2 * 86400)  # 11 days: more than 10x its rhythm, and more than a week
+    quiet()
+    (alert,) = admin.wait_for(1)
+    assert f"the feed {url} went silent: no new item since" in alert, alert
+    assert "usually one every 1 day" in alert, alert
+    quiet()  # still silent: noted once
+    _settle(admin, 1)
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "Silent feeds: 1" in out and url in out, out
+
+    feeds.publish_every("/daily.xml", clock.t, timedelta(days=1), 11)  # one today: not silent
+    quiet()
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    assert "Silent feeds" not in capsys.readouterr().out
+    _settle(admin, 1)

@@ -250,3 +250,25 @@ def test_run_all_feeds_fetches_what_waits(
     out = capsys.readouterr().out
     assert "2 feed(s) that were waiting" in out, out
     assert (feeds.requests["/gone.xml"], feeds.requests["/down.xml"]) == (2, 2)
+
+
+def test_silence_is_ten_times_the_usual_gap_but_at_least_a_week(
+    feeds: Any, data_dir: Path, clock: Any
+) -> None:
+    hourly = feeds.publish_every("/hourly.xml", clock.t, timedelta(hours=1), 30)
+    young = feeds.publish_every("/young.xml", clock.t, timedelta(hours=1), 3)  # no rhythm yet
+    both = (hourly, young)
+    assert not run_rss("polite", both, True, True).report.silent
+    clock.advance(2 * DAY)  # 48 times its hourly gap, but not a week
+    assert not run_rss("polite", both, True, True).report.silent
+    assert _status(data_dir, hourly).silent_since is None
+    clock.advance(6 * DAY)
+    silent = run_rss("polite", both, True, True).report.silent
+    assert list(silent) == [hourly] and "usually one every 1 hour" in silent[hourly]
+    assert _status(data_dir, hourly).silent_since == clock.t
+    assert not run_rss("polite", both, True, True).report.silent  # noted once
+    preview = run_rss("polite", both, True, False)  # a preview notes nothing
+    assert not preview.report.silent
+    feeds.publish_every("/hourly.xml", clock.t, timedelta(hours=1), 31)
+    assert not run_rss("polite", both, True, True).report.silent
+    assert _status(data_dir, hourly).silent_since is None  # its next item ends the silence

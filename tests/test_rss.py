@@ -205,6 +205,59 @@ def test_parsing_a_lot_uses_worker_processes_and_keeps_order(feeds: Any) -> None
     ]
 
 
+def _big_feeds(feeds: Any, count: int = 4) -> list[str]:
+    for n in range(count):
+        feeds.publish(f"/big{n}.xml", [f"feed {n} item {i} " + "x" * 2000 for i in range(150)])
+    return [feeds.url(f"/big{n}.xml") for n in range(count)]
+
+
+def test_a_plain_script_without_a_main_guard_can_call_rss(feeds: Any, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: parsing stays in-process by design")
+    urls = _big_feeds(feeds)  # 1.2 MB: parsed in worker processes
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from triggerflow.sources import rss\n"
+        "print('the script runs', flush=True)\n"
+        f"print(len(rss(*{urls!r})), 'items', flush=True)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**os.environ, "TRIGGERFLOW_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    # The workers never import the script: it ran once, and every feed was fetched once.
+    assert r.stdout.splitlines() == ["the script runs", "600 items"], r.stdout
+    assert all(feeds.requests[f"/big{n}.xml"] == 1 for n in range(4)), feeds.requests
+
+
+def test_a_parse_worker_that_dies_loses_no_feed(
+    feeds: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from triggerflow import _feedparse
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: parsing stays in-process by design")
+    # Workers that take their first chunk and are killed (as by the OOM killer).
+    monkeypatch.setattr(
+        _feedparse, "_WORKER",
+        "import os, signal, sys; sys.stdin.buffer.read(8); os.kill(os.getpid(), signal.SIGKILL)",
+    )  # fmt: skip
+    bodies = []
+    for n, url in enumerate(_big_feeds(feeds)):
+        (r,) = _fetch([FeedRequest(str(n), url)])
+        bodies.append((str(n), r.url, r.body, r.headers))
+    parsed = parse_many(bodies)
+    assert [p.source for p in parsed] == ["0", "1", "2", "3"]
+    assert all(len(p.items) == 150 and p.error is None for p in parsed)
+
+
 def test_opml_import(feeds: Any, tmp_path: Path) -> None:
     feeds.publish("/o1.xml", ["one"])
     feeds.publish("/o2.xml", ["two"])

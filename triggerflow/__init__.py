@@ -22,10 +22,10 @@ processes that parse feeds) do not pay for importing Prefect until needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import exceptions as _exceptions  # light: no Prefect, no I/O
+from ._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -171,16 +171,7 @@ if TYPE_CHECKING:
     from .types import Item, Items, SinkReport, SourceReport, Table
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'triggerflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names("triggerflow", _HOME, globals())
 
 
 def _follow_serve() -> None:

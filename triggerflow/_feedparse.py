@@ -10,14 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from multiprocessing import get_context
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import feedparser
 
@@ -70,6 +76,10 @@ def entry_to_item(source: str, entry: Mapping[str, Any]) -> Item:
     summary = entry.get("summary", "") or ""
     contents = entry.get("content") or []
     content = (contents[0].get("value") or "") if contents else ""
+    if summary == content:
+        # feedparser gives an Atom entry without a summary its content as summary: one
+        # string for both, so it is pickled once and held once (10,000 items: 18 MB).
+        summary = content
     item_id = entry.get("id") or link
     if not item_id:
         digest = hashlib.sha256("\x1f".join((title, summary, content)).encode()).hexdigest()
@@ -235,24 +245,113 @@ def _parse_batch(jobs: Sequence[Job]) -> list[ParsedFeed]:
 # than one feed each, small enough to keep both cores busy until the end.
 _CHUNK = 512 * 1024
 
+# A parse worker is ``python -c`` this: it imports this module (feedparser, the item
+# types) and nothing of the caller. multiprocessing's spawn and forkserver start their
+# workers by importing the caller's ``__main__`` again: a plain script that called
+# ``rss()`` without an ``if __name__ == "__main__":`` guard ran again in every worker.
+_WORKER = "from triggerflow._feedparse import _work; _work()"
+
+_SIZE = struct.Struct("!Q")
+_DONE: Job = ("", "", b"", {})  # in place of a parsed job
+
+
+def _send(stream: BinaryIO, value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_SIZE.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> Any:
+    head = stream.read(_SIZE.size)
+    if len(head) < _SIZE.size:
+        raise EOFError("the parse worker ended")
+    size = _SIZE.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the parse worker ended mid-answer")
+    return pickle.loads(data)
+
+
+def _work() -> None:
+    """A parse worker's loop: chunks of jobs in on stdin, their results out on stdout,
+    until stdin ends (the caller finished, or died)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the answers
+    while True:
+        try:
+            jobs = _receive(stdin)
+        except EOFError:
+            return
+        _send(stdout, _parse_batch(jobs))
+
+
+class _Worker:
+    """One parse worker process and the thread that feeds it, one chunk at a time."""
+
+    def __init__(self, chunks: queue.Queue[list[int] | None], parser: Parser) -> None:
+        import triggerflow
+
+        home = str(Path(triggerflow.__file__).resolve().parent.parent)
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": home + (os.pathsep + path if path else "")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env, close_fds=True,
+        )  # fmt: skip
+        self.chunks, self.parser = chunks, parser
+        self.thread = threading.Thread(target=self._run, name="feed parser", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        while (chunk := self.chunks.get()) is not None:
+            try:
+                _send(self.proc.stdin, [self.parser.jobs[n] for n in chunk])
+                parsed: list[ParsedFeed] = _receive(self.proc.stdout)
+            except (OSError, EOFError, pickle.PickleError):
+                # The worker died (killed, out of memory): this chunk and the ones left
+                # are parsed in the caller's process; nothing is lost.
+                self.parser.orphans.append(chunk)
+                return
+            for n, result in zip(chunk, parsed, strict=True):
+                self.parser.out[n] = result
+                self.parser.jobs[n] = _DONE  # the body is let go as soon as it is parsed
+
+    def stop(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
 
 class Parser:
     """Parses feed bodies as they arrive, on several cores once there is enough to parse.
 
-    ``add`` may be called from the thread that fetches (it only queues or submits), so
-    parsing overlaps the fetching of the other feeds; ``results`` waits for all of them
-    and returns them in the order they were added. Used as a context manager, so the
-    worker processes end even when the fetching fails halfway.
+    ``add`` may be called from the thread that fetches (it only queues), so parsing
+    overlaps the fetching of the other feeds; ``results`` waits for all of them and
+    returns them in the order they were added. Used as a context manager, so the worker
+    processes end even when the fetching fails halfway.
     """
 
     def __init__(self) -> None:
         self._cores = os.cpu_count() or 1
-        self._jobs: list[Job] = []
+        self.jobs: list[Job] = []
+        self.out: list[ParsedFeed | None] = []
+        self.orphans: list[list[int]] = []  # chunks a dead worker left
         self._waiting: list[int] = []  # indexes of jobs not yet handed to a worker
         self._waiting_bytes = 0
         self._total = 0
-        self._pool: ProcessPoolExecutor | None = None
-        self._futures: list[tuple[list[int], Future[list[ParsedFeed]]]] = []
+        self._chunks: queue.Queue[list[int] | None] = queue.Queue()
+        self._workers: list[_Worker] = []
 
     def __enter__(self) -> Parser:
         return self
@@ -262,41 +361,51 @@ class Parser:
 
     def close(self) -> None:
         """Stop the worker processes (if any) and drop the bodies."""
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
-        self._jobs = []
+        while not self._chunks.empty():  # what no worker took yet is not parsed now
+            self._chunks.get_nowait()
+        for _ in self._workers:
+            self._chunks.put(None)
+        for w in self._workers:
+            w.thread.join(60)
+            w.stop()
+        self._workers = []
+        self.jobs = []
 
     def add(self, job: Job) -> None:
-        self._jobs.append(job)
-        self._waiting.append(len(self._jobs) - 1)
+        self.jobs.append(job)
+        self.out.append(None)
+        self._waiting.append(len(self.jobs) - 1)
         self._waiting_bytes += len(job[2])
         self._total += len(job[2])
-        if self._pool is None and self._cores >= 2 and self._total >= PARALLEL_THRESHOLD:
-            # forkserver: the calling process (a Prefect run) has threads; fork is unsafe.
-            self._pool = ProcessPoolExecutor(self._cores, mp_context=get_context("forkserver"))
-        if self._pool is not None and self._waiting_bytes >= _CHUNK:
+        if not self._workers and self._cores >= 2 and self._total >= PARALLEL_THRESHOLD:
+            self._workers = [_Worker(self._chunks, self) for _ in range(self._cores)]
+        if self._workers and self._waiting_bytes >= _CHUNK:
             self._submit()
 
     def _submit(self) -> None:
-        assert self._pool is not None
         chunk, self._waiting, self._waiting_bytes = self._waiting, [], 0
-        jobs = [self._jobs[n] for n in chunk]
-        self._futures.append((chunk, self._pool.submit(_parse_batch, jobs)))
+        self._chunks.put(chunk)
 
     def results(self) -> list[ParsedFeed]:
-        out: list[ParsedFeed | None] = [None] * len(self._jobs)
         try:
-            if self._pool is not None and self._waiting:
+            if self._workers and self._waiting:
                 self._submit()
             for n in self._waiting:  # too little to be worth a worker
-                out[n] = parse_one(*self._jobs[n])
-            for chunk, future in self._futures:
-                for n, parsed in zip(chunk, future.result(), strict=True):
-                    out[n] = parsed
+                self.out[n] = parse_one(*self.jobs[n])
+            for _ in self._workers:
+                self._chunks.put(None)
+            for w in self._workers:
+                w.thread.join()
+            left = self.orphans[:]  # chunks of dead workers, and what none took
+            while not self._chunks.empty():
+                if (chunk := self._chunks.get_nowait()) is not None:
+                    left.append(chunk)
+            for chunk in left:
+                for n in chunk:
+                    self.out[n] = parse_one(*self.jobs[n])
         finally:
             self.close()
-        return [p for p in out if p is not None]
+        return [p for p in self.out if p is not None]
 
 
 def parse_many(jobs: Sequence[Job]) -> list[ParsedFeed]:

@@ -258,11 +258,16 @@ def _claim(
     """Store, queue and claim (one transaction); the claimed items, and which were tried."""
     with store.transaction(commit=not report.dry_run) as tx:
         t = now()
-        keys = [i.key for i in items]
-        tx.upsert_items(items, t, update=False)
+        keys = items._keys()
+        # What the source stored in this run, or had stored, is not written again (it
+        # would be left as it is anyway), and what is at hand is not read back.
+        at_hand = {i.key: i for i in items._in_memory()}
+        tx.upsert_items([i for k, i in at_hand.items() if k not in items._stored], t, update=False)
         keep = len(keys) if options.first_run is None else options.first_run
         report.skipped += tx.enqueue(route, keys, keep, t, live=options.live)
-        claim = tx.claim(route, t, limit=options.limit, lease=options.lease, owner=this_process())
+        claim = tx.claim(
+            route, t, limit=options.limit, lease=options.lease, owner=this_process(), have=at_hand
+        )
         tried = tx.tried(route, [i.key for i in claim.items])
     report.held, report.next_at = claim.waiting, claim.next_at
     if claim.waiting:

@@ -14,6 +14,7 @@ A trigger body runs in one of three modes:
 from __future__ import annotations
 
 import logging
+import sys
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from typing import Literal
 
 from ._store import Store
 from .config import Settings
-from .types import Item, Items, SinkReport, SourceReport
+from .types import Items, SinkReport, SourceReport
 
 Mode = Literal["run", "preview", "check"]
 
@@ -38,7 +39,7 @@ class RunContext:
     defined_at: datetime | None = None
     sources: list[SourceReport] = field(default_factory=list)
     sinks: list[SinkReport] = field(default_factory=list)
-    items: list[Item] = field(default_factory=list)
+    items: list[Items] = field(default_factory=list)  # what each source call returned
     problems: list[str] = field(default_factory=list)
     # inbox kind -> the last seq read; saved once the trigger function has returned
     cursors: dict[str, int] = field(default_factory=dict)
@@ -49,7 +50,9 @@ class RunContext:
 
     def live_keys(self, items: Items) -> frozenset[tuple[str, str]]:
         """Which of ``items`` are live events (for a sink's claim step)."""
-        return frozenset(i.key for i in items if i.key in self.live)
+        if not self.live:
+            return frozenset()
+        return frozenset(k for k in items._keys() if k in self.live)
 
 
 _current: ContextVar[RunContext | None] = ContextVar("triggerflow_run", default=None)
@@ -62,6 +65,8 @@ def current() -> RunContext | None:
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     """Prefect's run logger inside a flow/task run (shown in the UI), else ``triggerflow``."""
+    if "prefect.context" not in sys.modules:  # no Prefect run without it: not imported for this
+        return logging.getLogger("triggerflow")
     try:
         from prefect.context import FlowRunContext, TaskRunContext
         from prefect.logging import get_run_logger

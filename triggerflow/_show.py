@@ -131,6 +131,11 @@ def status_lines(st: Status, *, sources: bool = False) -> list[str]:
         out.append(f"  ✗ {src.source} (since {when(src.last_error_at)}): {src.last_error}")
         if src.gone_at or src.next_fetch:
             out.append(f"    {next_try(src)}")
+    silent = [x for x in st.sources if x.silent_since is not None]
+    if silent:
+        out.append(f"Silent feeds: {len(silent)} (no new item for much longer than usual)")
+        for src in silent:
+            out.append(f"  ? {src.source} (noted {when(src.silent_since)}): {src.silent_note}")
     if sources:
         out.append(
             table(

@@ -13,20 +13,19 @@ attributes hung on an exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from typing import Any, Literal
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from . import _runtime
 from ._outbox import Options, Poster, Sender, deliver
+from ._store import Store
 from .config import settings
 from .exceptions import ConfigurationError, TransientError, TriggerflowError
 from .limits import Limit, parse_limit
-from .types import Item, Items, Route, SinkReport, SourceReport
+from .types import Item, ItemKey, Items, Route, SinkReport, SourceReport, _InStore
 
 __all__ = ["ALL", "Fetched", "Reading", "run_sink", "run_source"]
 
@@ -45,8 +44,20 @@ def only_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def call_step(prefect_task: Any, plain: Callable[..., Any], name: str, *args: Any) -> Any:
-    """Call a source/sink step: as a Prefect task in real runs, as a plain call otherwise."""
+@cache
+def _task(plain: Callable[..., Any], name: str) -> Any:
+    # Made on first use: importing Prefect costs ~1.5 s and 80 MB, which a source called
+    # outside a Prefect run (a notebook, a script, a preview) never needs.
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(plain, name=name, cache_policy=NO_CACHE, persist_result=False,
+                retry_condition_fn=only_transient)  # fmt: skip
+
+
+def call_step(plain: Callable[..., Any], task_name: str, name: str, *args: Any) -> Any:
+    """Call a source/sink step: as a Prefect task (``task_name``) in real runs, as a plain
+    call otherwise."""
     ctx = _runtime.current()
     if ctx is None or ctx.mode != "run":
         return plain(*args)
@@ -58,7 +69,7 @@ def call_step(prefect_task: Any, plain: Callable[..., Any], name: str, *args: An
         options["retry_delay_seconds"] = exponential_backoff(backoff_factor=s.retry_delay)(
             s.retries
         )
-    return prefect_task.with_options(**options)(*args)
+    return _task(plain, task_name).with_options(**options)(*args)
 
 
 def run_sink(
@@ -118,7 +129,7 @@ def run_sink(
     route = Route(ctx.trigger, name, sink.target)
     report = SinkReport(name, sink.target, dry_run=ctx.mode != "run")
     try:
-        call_step(_sink_task, _deliver, str(route), sink, route, batch, options, report)
+        call_step(_deliver, "sink", str(route), sink, route, batch, options, report)
     except TriggerflowError as e:  # still failing after Prefect's retries
         report.error = report.error or str(e)
     if problem:  # a preview still shows what would be sent, and why it could not be
@@ -131,10 +142,6 @@ def _deliver(
     sink: Sender | Poster, route: Route, items: Items, options: Options, report: SinkReport
 ) -> SinkReport:
     return deliver(sink, route, items, options, report, max_attempts=settings().max_attempts)
-
-
-_sink_task = task(_deliver, name="sink", cache_policy=NO_CACHE, persist_result=False,
-                  retry_condition_fn=only_transient)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,11 +163,33 @@ class Reading:
 @dataclass
 class Fetched:
     """What a source's body returns: the items, an inbox cursor where it has one, and
-    whether more is waiting in the inbox beyond what one run reads."""
+    whether more is waiting in the inbox beyond what one run reads.
+
+    ``in_store``: keys of items that follow ``items``, already in the store (an unchanged
+    feed's last items): read only if someone looks at them. ``stored``: ``items`` were
+    written to the store as they are (a sink need not write them again).
+    """
 
     items: list[Item] = field(default_factory=list)
     cursor: int | None = None
     more: bool = False
+    in_store: list[ItemKey] = field(default_factory=list)
+    stored: bool = False
+
+    _as: Items | None = field(default=None, repr=False, compare=False)
+
+    def as_items(self) -> Items:
+        """The items as :class:`Items`, those in the store read on first use (once)."""
+        if self._as is None:
+            later = _InStore(tuple(self.in_store), _load_stored)
+            stored = [i.key for i in self.items] if self.stored else []
+            self._as = Items._of([tuple(self.items), later], stored)
+        return self._as
+
+
+def _load_stored(keys: Sequence[ItemKey]) -> list[Item]:
+    with Store.default().transaction(commit=False) as tx:
+        return tx.items_by_keys(keys)
 
 
 SourceBody = Callable[[Reading, SourceReport], Fetched]
@@ -197,13 +226,13 @@ def run_source(
         return Fetched()
     reading = Reading(ctx.trigger, use_store=True, write=ctx.mode == "run")
     try:
-        got: Fetched = call_step(_source_task, _read, label, body, reading, report)
+        got: Fetched = call_step(_read, "source", label, body, reading, report)
     except TriggerflowError as e:  # still failing after Prefect's retries
         got = Fetched()
         if not report.failures:
             report.failures[label] = str(e)
     ctx.sources.append(report)
-    ctx.items.extend(got.items)
+    ctx.items.append(got.as_items())
     return got
 
 
@@ -213,7 +242,3 @@ def _read(body: SourceBody, reading: Reading, report: SourceReport) -> Fetched:
     report.warnings.clear()
     report.fetched = report.new = 0
     return body(reading, report)
-
-
-_source_task = task(_read, name="source", cache_policy=NO_CACHE, persist_result=False,
-                    retry_condition_fn=only_transient)  # fmt: skip

@@ -242,13 +242,21 @@ class Trigger(Flow[..., RunResult]):
             if ctx.problems:
                 raise ConfigurationError("; ".join(ctx.problems))
             return None
-        result = RunResult(self.name, mode != "run", ctx.items, ctx.sources, ctx.sinks)
+        every = Items._of(part for items in ctx.items for part in items._parts)
+        result = RunResult(self.name, mode != "run", every, ctx.sources, ctx.sinks)
         result.more = ctx.more
         if mode == "run":
             from . import _alerts
 
             _publish_summary(result)
             _alerts.check(ctx.store, self.name, result.failures)
+            for report in ctx.sources:
+                for source, note in report.silent.items():
+                    _alerts.send_now(
+                        ctx.store,
+                        f"silent:{source}:{datetime.now(UTC).isoformat()}",
+                        f"⚠ triggerflow: {self.name}: the feed {source} went {note}",
+                    )
             if result.failures:
                 raise TriggerRunFailed(
                     f"trigger {self.name}: "

@@ -62,6 +62,9 @@ class Settings:
         feed_backoff_max: the longest, in seconds, between two tries of a failing feed,
             also when its server's ``Retry-After`` asks for longer
             (``TRIGGERFLOW_FEED_BACKOFF_MAX``).
+        feed_silent_min: a feed is noted silent (in ``status`` and by an alert) when it
+            had no new item for 10 times its usual gap between items, and at least this
+            many seconds (``TRIGGERFLOW_FEED_SILENT_MIN``, a week).
         rate_limit_wait: the longest a source or sink of a web service (Mastodon,
             Wallabag, Trello) waits for the service's rate limit to reset before it gives
             the step back to Prefect's retries (``TRIGGERFLOW_RATE_LIMIT_WAIT``).
@@ -107,6 +110,7 @@ class Settings:
     http_per_host: int = 4
     feed_cache_max: float = 4 * 3600.0
     feed_backoff_max: float = 86400.0
+    feed_silent_min: float = 7 * 86400.0
     rate_limit_wait: float = 300.0
     xmpp_timeout: float = 15.0
     alerts: str = "owner"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from html.parser import HTMLParser
@@ -135,18 +135,71 @@ class RawJSON(Mapping[str, Any]):
 _COLUMNS = ("title", "link", "published", "author", "source")
 
 
+@dataclass(frozen=True)
+class _InStore:
+    """Items that are in the store, by key: loaded only when someone looks at them."""
+
+    keys: tuple[ItemKey, ...]
+    load: Callable[[Sequence[ItemKey]], Sequence[Item]]
+
+
 class Items(Sequence[Item]):
     """A sequence of :class:`Item` that renders as a table in Jupyter.
 
     Behaves like a tuple (index, slice, iterate, ``len``); ``.df()`` gives a pandas
     DataFrame when pandas is installed; ``.filter(fn)`` keeps the items ``fn``
     accepts.
+
+    The items a source already had in the store (an unchanged feed's) are read from it
+    when first looked at, not before: handed to a sink untouched, only their keys are
+    needed, and an unchanged round costs no read of 10,000 items.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_parts", "_stored")
 
     def __init__(self, items: Iterable[Item] = ()) -> None:
-        self._items: tuple[Item, ...] = tuple(items)
+        if isinstance(items, Items):
+            self._parts: tuple[tuple[Item, ...] | _InStore, ...] = items._parts
+            self._stored: frozenset[ItemKey] = items._stored
+        else:
+            self._parts, self._stored = (tuple(items),), frozenset()
+
+    @classmethod
+    def _of(
+        cls,
+        parts: Iterable[tuple[Item, ...] | _InStore],
+        stored: Iterable[ItemKey] = (),
+    ) -> Items:
+        """Items made of ``parts`` in order; ``stored``: keys known to be in the store as
+        they are here (a sink need not write them again)."""
+        new = cls.__new__(cls)
+        new._parts = tuple(p for p in parts if (p.keys if isinstance(p, _InStore) else p))
+        new._stored = frozenset(stored)
+        for p in new._parts:
+            if isinstance(p, _InStore):
+                new._stored |= frozenset(p.keys)
+        return new
+
+    @property
+    def _items(self) -> tuple[Item, ...]:
+        if len(self._parts) != 1 or isinstance(self._parts[0], _InStore):
+            loaded: list[Item] = []
+            for part in self._parts:
+                loaded.extend(part.load(part.keys) if isinstance(part, _InStore) else part)
+            self._parts = (tuple(loaded),)
+        return self._parts[0] if self._parts else ()
+
+    def _keys(self) -> list[ItemKey]:
+        """Every item's key, in order, without reading any from the store."""
+        return [
+            k
+            for part in self._parts
+            for k in (part.keys if isinstance(part, _InStore) else (i.key for i in part))
+        ]
+
+    def _in_memory(self) -> list[Item]:
+        """The items held here (not those still to be read from the store)."""
+        return [i for part in self._parts if not isinstance(part, _InStore) for i in part]
 
     @overload
     def __getitem__(self, index: int) -> Item: ...
@@ -154,28 +207,36 @@ class Items(Sequence[Item]):
     def __getitem__(self, index: slice) -> Items: ...
     def __getitem__(self, index: int | slice) -> Item | Items:
         if isinstance(index, slice):
-            return Items(self._items[index])
+            return Items._of([self._items[index]], self._stored)
         return self._items[index]
 
     def __len__(self) -> int:
-        return len(self._items)
+        return sum(len(p.keys) if isinstance(p, _InStore) else len(p) for p in self._parts)
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self._items)
 
     def __add__(self, other: Iterable[Item]) -> Items:
-        return Items((*self._items, *other))
+        if isinstance(other, Items):
+            return Items._of([*self._parts, *other._parts], self._stored | other._stored)
+        return Items._of([*self._parts, tuple(other)], self._stored)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Items):
             return self._items == other._items
+        if isinstance(other, list | tuple):  # the same items, in the same order
+            return list(self._items) == list(other)
         return NotImplemented
+
+    def __getstate__(self) -> object:
+        self._items  # noqa: B018 - read what is still in the store: a loader does not travel
+        return object.__getstate__(self)
 
     __hash__ = None  # type: ignore[assignment]
 
     def filter(self, accept: Any) -> Items:
         """The items for which ``accept(item)`` is true."""
-        return Items(i for i in self._items if accept(i))
+        return Items._of([tuple(i for i in self._items if accept(i))], self._stored)
 
     def rows(self) -> list[dict[str, Any]]:
         """The items as plain dicts (every field but ``raw``)."""
@@ -353,6 +414,8 @@ class SourceReport:
         failures: per feed or endpoint, the one-line reason it failed.
         warnings: things that worked but deserve a look
             (e.g. a malformed feed that still had entries).
+        silent: feeds noted silent in this run (no new item for much longer than
+            usual), with the note; each silence is noted once.
     """
 
     source: str
@@ -360,6 +423,7 @@ class SourceReport:
     new: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)
+    silent: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import duckdb
+
+from .._durations import render_about
 from ..types import Item, RawJSON
 from ._base import TransactionBase
 from ._bulk import columns, joined, split
@@ -66,6 +69,23 @@ def _raw_text(raw: Any) -> str:
 
 
 ITEM_SELECT = "source, id, title, link, summary, content, author, published, tags, enclosures, raw"
+
+
+def read_items(con: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, str]]) -> list[Item]:
+    """The stored items of ``keys``, in that order (keys not stored are left out)."""
+    if not keys:
+        return []
+    wanted = {"source": [k[0] for k in keys], "id": [k[1] for k in keys],
+              "ord": list(range(len(keys)))}  # fmt: skip
+    with columns(con, "wanted_py", wanted):
+        rows = con.execute(
+            f"""
+            SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
+            FROM wanted_py w JOIN items i ON i.source = w.source::VARCHAR AND i.id = w.id::VARCHAR
+            ORDER BY w.ord
+            """
+        ).fetchall()
+    return [row_to_item(r) for r in rows]
 
 
 class ItemsMixin(TransactionBase):
@@ -197,6 +217,66 @@ class ItemsMixin(TransactionBase):
                 {"kind": kind, "now": now},
             )
 
+    def note_silent(
+        self, sources: Sequence[str], now: datetime, *, at_least: float, times: float = 10
+    ) -> list[tuple[str, str]]:
+        """Note the ``sources`` that went silent: no new item for ``times`` their median
+        gap between items (of their last 100), and at least ``at_least`` seconds.
+
+        Each silence is noted once (``silent_since``), and the note cleared when the
+        source has a new item; a source with fewer than 4 items has no rhythm to judge.
+        Returns the newly silent ones, with the note in words.
+        """
+        if not sources:
+            return []
+        rows = self.con.execute(
+            """
+            WITH recent AS (
+                SELECT source, coalesce(published, first_seen) AS seen FROM items
+                WHERE list_contains($sources, source)
+                QUALIFY row_number() OVER (PARTITION BY source ORDER BY seen DESC) <= 100
+            ), gaps AS (
+                SELECT source, seen, epoch(seen)
+                       - epoch(lag(seen) OVER (PARTITION BY source ORDER BY seen)) AS gap
+                FROM recent
+            )
+            SELECT g.source, max(g.seen), median(g.gap), count(g.gap), s.silent_since
+            FROM gaps g JOIN sources s USING (source)
+            GROUP BY g.source, s.silent_since
+            """,
+            {"sources": list(sources)},
+        ).fetchall()
+        newly: list[tuple[str, str]] = []
+        quiet: list[str] = []
+        for source, last, gap, gaps, since in rows:
+            silent = gaps >= 3 and gap is not None and last is not None
+            if silent:
+                quiet_for = (now - last).total_seconds()
+                silent = quiet_for > max(times * gap, at_least)
+            if not silent:
+                quiet.append(source)
+            elif since is None:
+                note = (
+                    f"silent: no new item since {last:%Y-%m-%d} (usually one every "
+                    f"{render_about(timedelta(seconds=gap))})"
+                )
+                newly.append((source, note))
+        if quiet:
+            self.con.execute(
+                "UPDATE sources SET silent_since = NULL, silent_note = NULL "
+                "WHERE list_contains($1, source) AND silent_since IS NOT NULL",
+                [quiet],
+            )
+        if newly:
+            data = {"source": [x[0] for x in newly], "note": [x[1] for x in newly]}
+            with columns(self.con, "silent_py", data):
+                self.con.execute(
+                    "UPDATE sources SET silent_since = $1, silent_note = n.note::VARCHAR "
+                    "FROM silent_py n WHERE sources.source = n.source::VARCHAR",
+                    [now],
+                )
+        return newly
+
     def source_cursor(self, source: str) -> str | None:
         """Where an API source stopped reading last time (None: it never read)."""
         row = self.con.execute("SELECT cursor FROM sources WHERE source = $1", [source]).fetchone()
@@ -273,20 +353,25 @@ class ItemsMixin(TransactionBase):
         ).fetchall()
         return len(rows)
 
-    def items_of_last_fetch(self, sources: Sequence[str]) -> list[Item]:
-        """The items each source listed when it last answered with content (for 304s)."""
+    def keys_of_last_fetch(self, sources: Sequence[str]) -> list[tuple[str, str]]:
+        """The keys of the items each source listed when it last answered with content
+        (for 304s), newest first per source."""
         if not sources:
             return []
         rows = self.con.execute(
-            f"""
-            SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
+            """
+            SELECT i.source, i.id
             FROM items i JOIN sources s ON s.source = i.source AND i.last_seen = s.fetched_at
             WHERE list_contains($1, i.source)
             ORDER BY i.source, i.published DESC NULLS LAST
             """,
             [list(sources)],
         ).fetchall()
-        return [row_to_item(r) for r in rows]
+        return [(r[0], r[1]) for r in rows]
+
+    def items_by_keys(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
+        """The stored items of ``keys``, in that order (keys not stored are left out)."""
+        return read_items(self.con, keys)
 
     def link_trigger_sources(self, trigger: str, sources: Sequence[str]) -> None:
         """Remember that ``trigger`` reads ``sources`` (for ``status``)."""

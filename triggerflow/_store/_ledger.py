@@ -21,7 +21,7 @@ from ..limits import Limit
 from ..types import Item, Route
 from ._base import TransactionBase
 from ._bulk import columns
-from ._items import ITEM_SELECT, row_to_item
+from ._items import read_items
 from ._owners import is_dead
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED
 
@@ -77,19 +77,26 @@ class LedgerMixin(TransactionBase):
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def owed(self, route: Route) -> list[Item]:
-        """The items still owed on ``route``, oldest first."""
+    def owed(self, route: Route, *, have: Mapping[Key, Item] | None = None) -> list[Item]:
+        """The items still owed on ``route``, oldest first.
+
+        ``have``: items at hand (what the sink was given); only the others are read from
+        the store, so a batch of 10,000 new items is not read back.
+        """
         trigger, sink, target = route.trigger, route.sink, route.target
         rows = self.con.execute(
-            f"""
-            SELECT {", ".join("i." + c.strip() for c in ITEM_SELECT.split(","))}
+            """
+            SELECT d.source, d.item_id
             FROM deliveries d JOIN items i ON i.source = d.source AND i.id = d.item_id
             WHERE d.trigger = $1 AND d.sink = $2 AND d.target = $3 AND d.state = $4
             ORDER BY coalesce(i.published, i.first_seen), i.first_seen, i.id
             """,
             [trigger, sink, target, QUEUED],
         ).fetchall()
-        return [row_to_item(r) for r in rows]
+        keys: list[Key] = [(r[0], r[1]) for r in rows]
+        have = have or {}
+        read = {i.key: i for i in read_items(self.con, [k for k in keys if k not in have])}
+        return [have.get(k) or read[k] for k in keys if k in have or k in read]
 
     def claim(
         self,
@@ -99,8 +106,10 @@ class LedgerMixin(TransactionBase):
         limit: Limit | None = None,
         lease: timedelta = timedelta(minutes=5),
         owner: str | None = None,
+        have: Mapping[Key, Item] | None = None,
     ) -> Claim:
-        """Take the owed items this run may send (oldest first), within ``limit``.
+        """Take the owed items this run may send (oldest first), within ``limit``
+        (``have``: items at hand, not read from the store; see :meth:`owed`).
 
         Claimed rows are ``sending`` until :meth:`record`: a second run at the same time
         neither sends them again nor exceeds the limit, which counts what the target got
@@ -130,7 +139,7 @@ class LedgerMixin(TransactionBase):
             {"queued": QUEUED, "sending": SENDING, "now": now, "sink": sink, "target": target,
              "lease": lease, "dead": dead},
         )  # fmt: skip
-        owed = self.owed(route)
+        owed = self.owed(route, have=have)
         allowed, next_at = self.allowance(sink, target, limit, now)
         allowed = min(allowed, len(owed))
         take = owed[:allowed]

@@ -119,8 +119,20 @@ class Transaction(Protocol):
         returns how many had to wait."""
         ...
 
-    def items_of_last_fetch(self, sources: Sequence[str]) -> list[Item]:
-        """The items each source listed when it last answered with content (for 304s)."""
+    def note_silent(
+        self, sources: Sequence[str], now: datetime, *, at_least: float, times: float = 10
+    ) -> list[tuple[str, str]]:
+        """Note the ``sources`` that went silent (no new item for ``times`` their median
+        gap, and at least ``at_least`` seconds), once per silence; the newly silent."""
+        ...
+
+    def keys_of_last_fetch(self, sources: Sequence[str]) -> list[tuple[str, str]]:
+        """The keys of the items each source listed when it last answered with content
+        (for 304s), newest first per source."""
+        ...
+
+    def items_by_keys(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
+        """The stored items of ``keys``, in that order (keys not stored are left out)."""
         ...
 
     def link_trigger_sources(self, trigger: str, sources: Sequence[str]) -> None:
@@ -141,8 +153,8 @@ class Transaction(Protocol):
         """Queue the ``keys`` this route has never seen; returns how many were skipped."""
         ...
 
-    def owed(self, route: Route) -> list[Item]:
-        """The items still owed on ``route``, oldest first."""
+    def owed(self, route: Route, *, have: Mapping[Key, Item] | None = None) -> list[Item]:
+        """The items still owed on ``route``, oldest first (those in ``have`` not read)."""
         ...
 
     def claim(
@@ -153,6 +165,7 @@ class Transaction(Protocol):
         limit: Limit | None = None,
         lease: timedelta = timedelta(minutes=5),
         owner: str | None = None,
+        have: Mapping[Key, Item] | None = None,
     ) -> Claim:
         """Take the owed items this run may send (oldest first), within ``limit``."""
         ...

@@ -156,6 +156,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN failures INTEGER DEFAULT 0;
     ALTER TABLE sources ADD COLUMN gone_at TIMESTAMPTZ;
     """,
+    # 11: a feed that went silent (issue 20, item 2): since when it was noted (once per
+    # silence, cleared by its next item), and the note in words.
+    """
+    ALTER TABLE sources ADD COLUMN silent_since TIMESTAMPTZ;
+    ALTER TABLE sources ADD COLUMN silent_note VARCHAR;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -93,6 +93,9 @@ class SourceStatus:
         next_reason: why not before then.
         failures: its failed fetches in a row.
         gone_at: when it answered 410 Gone (not fetched since), or None.
+        silent_since: when it was noted silent (no new item for much longer than
+            usual), or None.
+        silent_note: that note, in words.
     """
 
     source: str
@@ -106,6 +109,8 @@ class SourceStatus:
     next_reason: str | None = None
     failures: int = 0
     gone_at: datetime | None = None
+    silent_since: datetime | None = None
+    silent_note: str | None = None
 
 
 class StatusMixin(TransactionBase):
@@ -156,7 +161,8 @@ class StatusMixin(TransactionBase):
                    s.last_success, s.last_error, s.last_error_at,
                    coalesce((SELECT list(t.trigger ORDER BY t.trigger) FROM trigger_sources t
                              WHERE t.source = s.source), []),
-                   s.next_fetch, s.next_reason, coalesce(s.failures, 0), s.gone_at
+                   s.next_fetch, s.next_reason, coalesce(s.failures, 0), s.gone_at,
+                   s.silent_since, s.silent_note
             FROM sources s ORDER BY s.source
             """
         ).fetchall()

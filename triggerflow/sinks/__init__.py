@@ -5,31 +5,62 @@ A sink of your own is a small object: a :class:`Poster` (one request per item) o
 it through the one outbox, which gives it the ledger (nothing sent twice), the
 first-run cut, publication limits, retries, previews and ``triggerflow status``.
 See the README, "Write your own source or sink", and ``flows/webhook_post.py``.
+
+Names are loaded on first use: ``from triggerflow.sinks import feed`` imports neither
+the XMPP client nor the services' accounts (Prefect blocks).
 """
 
-from .._outbox import Attempt, Poster, Progress, Sender, delivery_id
-from .._steps import ALL
-from .._steps import run_sink as deliver
-from ..types import Failure, Route
-from ._feed import feed
-from ._mastodon import mastodon
-from ._trello import trello
-from ._wallabag import wallabag
-from ._xmpp import xmpp
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
+
+# name -> (the module under triggerflow that defines it, its name there)
+_HOME = {
+    "ALL": ("_steps", "ALL"),
+    "Attempt": ("_outbox", "Attempt"),
+    "Poster": ("_outbox", "Poster"),
+    "Progress": ("_outbox", "Progress"),
+    "Sender": ("_outbox", "Sender"),
+    "delivery_id": ("_outbox", "delivery_id"),
+    "deliver": ("_steps", "run_sink"),
+    "Failure": ("types", "Failure"),
+    "Route": ("types", "Route"),
+    "feed": ("sinks._feed", "feed"),
+    "mastodon": ("sinks._mastodon", "mastodon"),
+    "trello": ("sinks._trello", "trello"),
+    "wallabag": ("sinks._wallabag", "wallabag"),
+    "xmpp": ("sinks._xmpp", "xmpp"),
+}
 
 __all__ = [
     "ALL",
     "Attempt",
+    "deliver",
+    "delivery_id",
     "Failure",
+    "feed",
+    "mastodon",
     "Poster",
     "Progress",
     "Route",
     "Sender",
-    "deliver",
-    "delivery_id",
-    "feed",
-    "mastodon",
     "trello",
     "wallabag",
     "xmpp",
 ]
+
+if TYPE_CHECKING:
+    from .._outbox import Attempt, Poster, Progress, Sender, delivery_id
+    from .._steps import ALL
+    from .._steps import run_sink as deliver
+    from ..types import Failure, Route
+    from ._feed import feed
+    from ._mastodon import mastodon
+    from ._trello import trello
+    from ._wallabag import wallabag
+    from ._xmpp import xmpp
+
+
+__getattr__, __dir__ = lazy_names("triggerflow.sinks", _HOME, globals())
