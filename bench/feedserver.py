@@ -35,7 +35,9 @@ WORDS = (
     "network latency cache index search query stream message bot webhook commit branch "
     "café naïve façade smörgåsbord 東京 Zürich déjà vu — “quotes” & <tags> ‘single’"
 ).split()
-BASE = datetime(2026, 11, 1, tzinfo=UTC)
+# Entries are dated from yesterday (midnight UTC): feeds that publish, as most polled feeds
+# do; fixed dates would make every feed "silent" (triggerflow notes those) a week later.
+BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 
 
 class Feeds:

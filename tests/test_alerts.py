@@ -180,7 +180,7 @@ def test_a_feed_that_went_silent_is_noted_once_in_status_and_by_an_alert(
     clock.advance(2 * 86400)  # 11 days: more than 10x its rhythm, and more than a week
     quiet()
     (alert,) = admin.wait_for(1)
-    assert f"the feed {url} went silent: no new item since" in alert, alert
+    assert f"quiet: 1 feed(s) went silent: {url} (no new item since" in alert, alert
     assert "usually one every 1 day" in alert, alert
     quiet()  # still silent: noted once
     _settle(admin, 1)

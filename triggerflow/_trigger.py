@@ -250,13 +250,15 @@ class Trigger(Flow[..., RunResult]):
 
             _publish_summary(result)
             _alerts.check(ctx.store, self.name, result.failures)
-            for report in ctx.sources:
-                for source, note in report.silent.items():
-                    _alerts.send_now(
-                        ctx.store,
-                        f"silent:{source}:{datetime.now(UTC).isoformat()}",
-                        f"⚠ triggerflow: {self.name}: the feed {source} went {note}",
-                    )
+            silent = {f: why for r in ctx.sources for f, why in r.silent.items()}
+            if silent:  # one alert per run, however many feeds went silent
+                from .sources._rss import silent_summary
+
+                _alerts.send_now(
+                    ctx.store,
+                    f"silent:{self.name}:{datetime.now(UTC).isoformat()}",
+                    f"⚠ triggerflow: {self.name}: {silent_summary(silent)}",
+                )
             if result.failures:
                 raise TriggerRunFailed(
                     f"trigger {self.name}: "

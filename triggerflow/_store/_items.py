@@ -257,7 +257,7 @@ class ItemsMixin(TransactionBase):
                 quiet.append(source)
             elif since is None:
                 note = (
-                    f"silent: no new item since {last:%Y-%m-%d} (usually one every "
+                    f"no new item since {last:%Y-%m-%d} (usually one every "
                     f"{render_about(timedelta(seconds=gap))})"
                 )
                 newly.append((source, note))

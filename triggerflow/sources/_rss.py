@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -190,8 +191,8 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
         log.warning("feed %s: %s%s", source, why, f"; {_next(plan, t)}" if plan else "")
     for source, why in report.warnings.items():
         log.warning("feed %s: %s", source, why)
-    for source, note in report.silent.items():
-        log.warning("feed %s: %s", source, note)
+    if report.silent:  # one line, however many: 500 stale feeds are not 500 warnings
+        log.warning("%s", silent_summary(report.silent))
     log.info(
         "%d feeds: %d changed, %d unchanged, %d failed, %d not due; %d items, %d new",
         len(feeds), len(fresh), len(unchanged), len(retries), len(later), report.fetched,
@@ -205,6 +206,13 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
             err.args = (f"all {len(feeds)} feeds failed, e.g. {err}",)
         raise err
     return out
+
+
+def silent_summary(silent: Mapping[str, str], *, most: int = 5) -> str:
+    """Feeds that went silent, in one line: the first ``most`` with their notes."""
+    shown = "; ".join(f"{feed} ({note})" for feed, note in list(silent.items())[:most])
+    more = f"; and {len(silent) - most} more (`triggerflow status`)" if len(silent) > most else ""
+    return f"{len(silent)} feed(s) went silent: {shown}{more}"
 
 
 def _give_back_memory() -> None:
