@@ -58,7 +58,7 @@ def one(variant: str, runs: int, every: int) -> dict[str, Any]:
     from triggerflow._store import Store, _connection
     from triggerflow.sinks._feed import _FeedSender
     from triggerflow.sources._rss import _fetch
-    from triggerflow.types import Items, Route, SinkReport, SourceReport
+    from triggerflow.types import Route, SinkReport, SourceReport
 
     data = Path(tempfile.mkdtemp(prefix="tf-growth-"))
     os.environ["TRIGGERFLOW_DATA_DIR"] = str(data)
@@ -90,7 +90,7 @@ def one(variant: str, runs: int, every: int) -> dict[str, Any]:
             deliver(
                 _FeedSender("minutely"),
                 Route("minutely", "feed", "minutely"),
-                Items(got.items),
+                got.as_items(),  # what rss() hands a sink: the stored items by key
                 Options(None),
                 SinkReport("feed", "minutely"),
             )

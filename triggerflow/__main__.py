@@ -1,5 +1,5 @@
 """``python -m triggerflow`` is the ``triggerflow`` command."""
 
-from .cli import main
+from .cli import command
 
-raise SystemExit(main())
+command()

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ._lifeline import LABEL
+from ._runs import without_heartbeat
 from ._store._owners import this_process
 
 if TYPE_CHECKING:
@@ -175,7 +176,6 @@ class EventRuns:
         """One flow run of ``name``'s deployment, here; whether more waits in its inbox."""
         from prefect.client.orchestration import get_client
         from prefect.flow_engine import run_flow
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
         from prefect.states import Pending
 
         triggers = self._triggers or {}
@@ -193,7 +193,7 @@ class EventRuns:
                     labels={LABEL: self._owner},  # which serve ran it (_lifeline)
                 )  # fmt: skip
         self.started += 1
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with without_heartbeat():
             state = run_flow(t, flow_run=flow_run, return_type="state")
         if not state.is_completed():
             return False  # failed: its reason is in the run; the next wake-up tries again

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,10 +314,11 @@ class _Worker:
                 # The worker died (killed, out of memory): this chunk and the ones left
                 # are parsed in the caller's process; nothing is lost.
                 self.parser.orphans.append(chunk)
+                self.parser.done.put(None)  # wakes the caller to look at what is left
                 return
             for n, result in zip(chunk, parsed, strict=True):
-                self.parser.out[n] = result
                 self.parser.jobs[n] = _DONE  # the body is let go as soon as it is parsed
+                self.parser.done.put((n, result))
 
     def stop(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -337,15 +338,16 @@ class Parser:
     """Parses feed bodies as they arrive, on several cores once there is enough to parse.
 
     ``add`` may be called from the thread that fetches (it only queues), so parsing
-    overlaps the fetching of the other feeds; ``results`` waits for all of them and
-    returns them in the order they were added. Used as a context manager, so the worker
-    processes end even when the fetching fails halfway.
+    overlaps the fetching of the other feeds; ``completed`` yields each result as it is
+    ready (so the caller stores one chunk while the workers parse the next), ``results``
+    waits for all of them in the order they were added. Used as a context manager, so
+    the worker processes end even when the fetching fails halfway.
     """
 
     def __init__(self) -> None:
         self._cores = os.cpu_count() or 1
         self.jobs: list[Job] = []
-        self.out: list[ParsedFeed | None] = []
+        self.done: queue.Queue[tuple[int, ParsedFeed] | None] = queue.Queue()
         self.orphans: list[list[int]] = []  # chunks a dead worker left
         self._waiting: list[int] = []  # indexes of jobs not yet handed to a worker
         self._waiting_bytes = 0
@@ -373,7 +375,6 @@ class Parser:
 
     def add(self, job: Job) -> None:
         self.jobs.append(job)
-        self.out.append(None)
         self._waiting.append(len(self.jobs) - 1)
         self._waiting_bytes += len(job[2])
         self._total += len(job[2])
@@ -386,26 +387,66 @@ class Parser:
         chunk, self._waiting, self._waiting_bytes = self._waiting, [], 0
         self._chunks.put(chunk)
 
-    def results(self) -> list[ParsedFeed]:
+    def _here(self, n: int) -> tuple[int, ParsedFeed]:
+        parsed = parse_one(*self.jobs[n])
+        self.jobs[n] = _DONE
+        return n, parsed
+
+    def completed(self) -> Iterator[tuple[int, ParsedFeed]]:
+        """Each job's result, ``(index in the order added, result)``, as it is ready;
+        once every job was added. The workers stop when the last one is in."""
         try:
             if self._workers and self._waiting:
                 self._submit()
-            for n in self._waiting:  # too little to be worth a worker
-                self.out[n] = parse_one(*self.jobs[n])
+            if not self._workers:  # too little to be worth a worker
+                for n in self._waiting:
+                    yield self._here(n)
+                return
             for _ in self._workers:
                 self._chunks.put(None)
-            for w in self._workers:
-                w.thread.join()
-            left = self.orphans[:]  # chunks of dead workers, and what none took
-            while not self._chunks.empty():
-                if (chunk := self._chunks.get_nowait()) is not None:
-                    left.append(chunk)
-            for chunk in left:
-                for n in chunk:
-                    self.out[n] = parse_one(*self.jobs[n])
+            left = len(self.jobs)
+            while left:
+                try:
+                    got = self.done.get(timeout=0.5)
+                except queue.Empty:
+                    got = None
+                if got is not None:
+                    left -= 1
+                    yield got
+                elif not any(w.thread.is_alive() for w in self._workers):
+                    # Every worker is gone (dead or done) with jobs left: what they
+                    # answered is in the queue, the rest is parsed here.
+                    while (answered := self._take_answer()) is not None:
+                        left -= 1
+                        yield answered
+                    orphans, self.orphans = self.orphans, []
+                    while not self._chunks.empty():
+                        if (chunk := self._chunks.get_nowait()) is not None:
+                            orphans.append(chunk)
+                    for chunk in orphans:
+                        for n in chunk:
+                            left -= 1
+                            yield self._here(n)
+                    if left:  # cannot happen: a job is answered, orphaned or queued
+                        raise RuntimeError(f"feed parser: {left} feed(s) lost")
         finally:
             self.close()
-        return [p for p in self.out if p is not None]
+
+    def _take_answer(self) -> tuple[int, ParsedFeed] | None:
+        while True:
+            try:
+                got = self.done.get_nowait()
+            except queue.Empty:
+                return None
+            if got is not None:
+                return got
+
+    def results(self) -> list[ParsedFeed]:
+        """Every result, in the order the jobs were added."""
+        out: list[ParsedFeed | None] = [None] * len(self.jobs)
+        for n, parsed in self.completed():
+            out[n] = parsed
+        return [p for p in out if p is not None]
 
 
 def parse_many(jobs: Sequence[Job]) -> list[ParsedFeed]:

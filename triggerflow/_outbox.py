@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import NoReturn, Protocol, overload, runtime_checkable
 
 import httpx
 
@@ -38,7 +38,17 @@ from ._store import QUEUED, Burst, Store, now
 from ._store._owners import this_process
 from .exceptions import ItemRejected, SinkError, StoreError, TransientError, TriggerflowError
 from .limits import Limit
-from .types import Failure, Item, ItemKey, Items, Route, SinkReport
+from .types import (
+    Failure,
+    Item,
+    ItemKey,
+    Items,
+    Route,
+    SinkReport,
+    item_keys,
+    items_at_hand,
+    stored_keys,
+)
 
 # How long a batch sender's recorder keeps the store open without an answer to write. XMPP
 # acknowledgements come every ~40 ms while a batch goes out; a second without one means
@@ -52,6 +62,7 @@ __all__ = [
     "Sender",
     "deliver",
     "delivery_id",
+    "keys_of",
 ]
 
 
@@ -109,6 +120,9 @@ class Sender(Protocol):
     ) -> None:
         """Send ``items``, reporting each answer to ``progress`` as it arrives.
 
+        ``items`` are read from the store a page at a time as the sender goes through
+        them (in order is cheapest); :func:`keys_of` gives their keys without reading.
+
         Raise what stopped the batch (a :class:`~triggerflow.TransientError` is
         retried): the items not reported stay owed.
         """
@@ -163,8 +177,85 @@ logging.getLogger("httpx").addFilter(_OriginOnly())  # for every sink's own clie
 
 def delivery_id(route: Route, item: Item) -> str:
     """A stable id of delivering ``item`` on ``route``: the same in a retry and a rerun."""
-    text = "\x1f".join((route.trigger, route.sink, route.target, item.source, item.id))
+    return _delivery_id(route, item.key)
+
+
+def _delivery_id(route: Route, key: ItemKey) -> str:
+    text = "\x1f".join((route.trigger, route.sink, route.target, *key))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def keys_of(items: Sequence[Item]) -> Sequence[ItemKey]:
+    """The keys of the items a sink was handed, without reading any from the store.
+
+    For a sink that needs no more than keys (a generated feed is its ledger rows).
+    """
+    return items.keys if isinstance(items, _Owed) else [i.key for i in items]
+
+
+# A sink goes through what it sends this many items at a time: 10,000 owed items are
+# not held at once (58 MB), and one read of 1,000 costs ~25 ms.
+PAGE = 1000
+
+
+class _Owed(Sequence[Item]):
+    """The items a delivery claimed, oldest first, as a sink goes through them.
+
+    Those at hand (what the trigger handed over) are not read; the others are read from
+    the store a page at a time when first looked at, and only the current page is held.
+    ``keys`` are all known without reading anything. The first page comes with the claim.
+    """
+
+    def __init__(self, keys: list[ItemKey], have: Mapping[ItemKey, Item], store: Store):
+        self.keys = keys
+        self._have, self._store = have, store
+        self._page: tuple[int, dict[ItemKey, Item]] = (-1, {})
+        self.reader: Callable[[Sequence[ItemKey]], list[Item]] | None = None  # while sending
+
+    def _read(self, keys: Sequence[ItemKey]) -> list[Item]:
+        if self.reader is not None:
+            return self.reader(keys)
+        with self._store.transaction(commit=False) as tx:
+            return tx.items_by_keys(keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
+        if isinstance(index, slice):
+            return [self[n] for n in range(*index.indices(len(self.keys)))]
+        key = self.keys[index]  # IndexError ends an iteration
+        if (item := self._have.get(key)) is not None:
+            return item
+        start = (index % len(self.keys)) // PAGE * PAGE
+        if self._page[0] != start:
+            need = [k for k in self.keys[start : start + PAGE] if k not in self._have]
+            self._page = (start, {i.key: i for i in self._read(need)})
+        return self._vanished(key) if key not in self._page[1] else self._page[1][key]
+
+    def item(self, key: ItemKey) -> Item:
+        """The item of ``key`` (one of ``keys``)."""
+        if (item := self._have.get(key) or self._page[1].get(key)) is not None:
+            return item
+        return self[self.keys.index(key)]
+
+    def _vanished(self, key: ItemKey) -> NoReturn:
+        # The claim saw it stored; only a store replaced under the run (a restore) loses it.
+        raise StoreError(
+            f"item {key[1]!r} of {key[0]} is no longer in the store while it is being "
+            "delivered (was the store restored during the run?)"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -208,11 +299,12 @@ def deliver(
         log.info("%s: nothing to send now", route)
         report.queued = report.held
         return report
-    attempts = {i.key: Attempt(delivery_id(route, i), i.key in tried) for i in owed}
+    attempts = {k: Attempt(_delivery_id(route, k), k in tried) for k in owed.keys}
     # A poster waits for each request anyway: each answer is written with a file open of
     # its own. A batch sender streams answers: the file stays open while they come.
     keep_open = 0.0 if isinstance(sink, Poster) else KEEP_OPEN
-    recorder = _Recorder(store, route, {i.key: i for i in owed}, report, keep_open=keep_open)
+    recorder = _Recorder(store, route, owed.keys, report, keep_open=keep_open)
+    owed.reader = recorder.read  # the pages a sender reads come over the recorder's file
     error: TriggerflowError | None = None
     try:
         if isinstance(sink, Poster):
@@ -226,10 +318,14 @@ def deliver(
         error.__cause__ = e
     finally:
         recorder.close()
+        owed.reader = None
     if recorder.error is not None and error is None:
         error = recorder.error
+    for key, reason in recorder.refused.items():
+        item = owed.item(key)
+        report.failed[key] = Failure(item.title or item.id, reason)
     answered = recorder.answered
-    unsent = [i.key for i in owed if i.key not in answered]
+    unsent = [k for k in owed.keys if k not in answered]
     dead = 0
     if unsent:
         why = str(error) if error else "no answer from the other side"
@@ -254,28 +350,32 @@ def deliver(
 
 def _claim(
     store: Store, route: Route, items: Items, options: Options, report: SinkReport
-) -> tuple[list[Item], set[ItemKey]]:
+) -> tuple[_Owed, set[ItemKey]]:
     """Store, queue and claim (one transaction); the claimed items, and which were tried."""
     with store.transaction(commit=not report.dry_run) as tx:
         t = now()
-        keys = items._keys()
+        keys = item_keys(items)
         # What the source stored in this run, or had stored, is not written again (it
         # would be left as it is anyway), and what is at hand is not read back.
-        at_hand = {i.key: i for i in items._in_memory()}
-        tx.upsert_items([i for k, i in at_hand.items() if k not in items._stored], t, update=False)
+        at_hand = {i.key: i for i in items_at_hand(items)}
+        stored = stored_keys(items)
+        tx.upsert_items([i for k, i in at_hand.items() if k not in stored], t, update=False)
         keep = len(keys) if options.first_run is None else options.first_run
         report.skipped += tx.enqueue(route, keys, keep, t, live=options.live)
         claim = tx.claim(
-            route, t, limit=options.limit, lease=options.lease, owner=this_process(), have=at_hand
-        )
-        tried = tx.tried(route, [i.key for i in claim.items])
+            route, t, limit=options.limit, lease=options.lease, owner=this_process(),
+            have=at_hand, read=PAGE,
+        )  # fmt: skip
+        tried = tx.tried(route, claim.keys)
     report.held, report.next_at = claim.waiting, claim.next_at
     if claim.waiting:
         _runtime.logger().info(
             "%s: %d item(s) wait for the limit %s (next at %s)", route, claim.waiting,
             options.limit, f"{claim.next_at:%H:%M}" if claim.next_at else "-",
         )  # fmt: skip
-    return claim.items, tried
+    owed = _Owed(claim.keys, at_hand, store)
+    owed._page = (0, {i.key: i for i in claim.items})
+    return owed, tried
 
 
 def _post_each(
@@ -317,14 +417,16 @@ class _Recorder:
         self,
         store: Store,
         route: Route,
-        items: Mapping[ItemKey, Item],
+        keys: Iterable[ItemKey],
         report: SinkReport,
         *,
         keep_open: float = 0.0,
     ) -> None:
-        self.store, self.route, self.items, self.report = store, route, items, report
+        self.store, self.route, self.keys, self.report = store, route, set(keys), report
         self.keep_open = keep_open
         self.answered: set[ItemKey] = set()
+        self.refused: dict[ItemKey, str] = {}  # recorded as failed, with the reason
+        self._reads: list[_Read] = []
         self._sent: list[ItemKey] = []
         self._rejected: dict[ItemKey, str] = {}
         self._cond = threading.Condition()
@@ -340,7 +442,7 @@ class _Recorder:
             self._wait_for_the_last()
             if self.error is not None:  # not recorded: stays owed
                 return
-            new = [k for k in keys if k in self.items and k not in self.answered]
+            new = [k for k in keys if k in self.keys and k not in self.answered]
             self.answered.update(new)
             self._sent += new
             self._pending += len(new)
@@ -349,7 +451,7 @@ class _Recorder:
     def rejected(self, key: ItemKey, reason: str) -> None:
         with self._cond:
             self._wait_for_the_last()
-            if self.error is not None or key not in self.items or key in self.answered:
+            if self.error is not None or key not in self.keys or key in self.answered:
                 return
             self.answered.add(key)
             self._rejected[key] = reason
@@ -388,9 +490,9 @@ class _Recorder:
             burst: Burst | None = None
             while True:
                 with self._cond:
-                    if not (self._sent or self._rejected or self._closing):
+                    if not (self._sent or self._rejected or self._reads or self._closing):
                         self._cond.wait(self.keep_open if burst is not None else None)
-                    if not (self._sent or self._rejected):
+                    if not (self._sent or self._rejected or self._reads):
                         if self._closing:
                             return
                         held.close()  # nothing came for a while: other processes' turn
@@ -398,11 +500,13 @@ class _Recorder:
                         continue
                     sent, self._sent = self._sent, []
                     rejected, self._rejected = self._rejected, {}
+                    reads, self._reads = self._reads, []
                 try:
                     if burst is None and self.keep_open:
                         burst = held.enter_context(self.store.burst())
-                    with (burst or self.store).transaction() as tx:
-                        tx.record(self.route, now(), sent=sent, rejected=rejected)
+                    if sent or rejected:
+                        with (burst or self.store).transaction() as tx:
+                            tx.record(self.route, now(), sent=sent, rejected=rejected)
                 except StoreError as e:
                     # The store stayed busy past its wait: these stay claimed, and are owed
                     # again once this run is gone (a rerun sees it dead, or its lease ends).
@@ -411,12 +515,60 @@ class _Recorder:
                         for lost in (sent, rejected, self._sent, self._rejected):
                             self.answered.difference_update(lost)
                         self._sent, self._rejected = [], {}
+                        for r in reads + self._reads:
+                            r.error, r.done = e, True
                         self._cond.notify_all()
                     return
                 with self._cond:
                     self.report.sent += len(sent)
-                    for key, reason in rejected.items():
-                        item = self.items[key]
-                        self.report.failed[key] = Failure(item.title or item.id, reason)
+                    self.refused.update(rejected)  # the report names them once it is over
                     self._pending -= len(sent) + len(rejected)
                     self._cond.notify_all()
+                if reads:
+                    self._serve(reads, burst)
+
+    # -- reads for the sender --------------------------------------------------------
+    def read(self, keys: Sequence[ItemKey]) -> list[Item]:
+        """The stored items of ``keys``, read by this thread over the file it holds open.
+
+        A sender that reads its next page while it reports answers would otherwise wait
+        for this thread to let go of the store (``keep_open``) before every page.
+        """
+        request = _Read(keys)
+        with self._cond:
+            if self.error is not None or self._closing or not self._thread.is_alive():
+                request.done = True  # read as any other reader would, below
+            else:
+                self._reads.append(request)
+                self._cond.notify_all()
+                while not request.done and self._thread.is_alive():
+                    self._cond.wait(0.5)
+        if request.error is not None:
+            raise request.error
+        if request.items is None:
+            with self.store.transaction(commit=False) as tx:
+                return tx.items_by_keys(keys)
+        return request.items
+
+    def _serve(self, reads: list[_Read], burst: Burst | None) -> None:
+        try:
+            with (burst or self.store).transaction(commit=False) as tx:
+                for r in reads:
+                    r.items = tx.items_by_keys(r.keys)
+        except StoreError as e:
+            for r in reads:
+                r.error = e
+        with self._cond:
+            for r in reads:
+                r.done = True
+            self._cond.notify_all()
+
+
+@dataclass
+class _Read:
+    """A sender's request for stored items, served by the recorder's thread."""
+
+    keys: Sequence[ItemKey]
+    items: list[Item] | None = None
+    error: StoreError | None = None
+    done: bool = False

@@ -11,13 +11,17 @@ next-fetch time in the store, and a run fetches only the feeds that are due:
   least once a ``feed_backoff_max`` for as long as it is in a trigger, and reported;
 - ``410 Gone``: the server says the feed was removed on purpose; it is not fetched again
   until ``triggerflow run NAME --all-feeds`` (which fetches every feed of a trigger
-  whatever its next-fetch time).
+  whatever its next-fetch time);
+- a feed that answers but went silent (no new item for 10 times its usual gap, at
+  least ``feed_silent_min``) is noted once in the store (``note_silent``), and told in
+  one line however many (:func:`silent_summary`).
 
 Every rule takes ``now``, so tests drive them with a clock of their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -88,3 +92,10 @@ def after_failure(
 def is_due(next_fetch: datetime | None, gone: bool, now: datetime) -> bool:
     """Whether a run at ``now`` fetches the feed."""
     return not gone and (next_fetch is None or next_fetch <= now + SLACK)
+
+
+def silent_summary(silent: Mapping[str, str], *, most: int = 5) -> str:
+    """Feeds that went silent, in one line: the first ``most`` with their notes."""
+    shown = "; ".join(f"{feed} ({note})" for feed, note in list(silent.items())[:most])
+    more = f"; and {len(silent) - most} more (`triggerflow status`)" if len(silent) > most else ""
+    return f"{len(silent)} feed(s) went silent: {shown}{more}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ._async import run_sync
@@ -20,6 +21,22 @@ Say = Callable[[str], None]
 
 POLL = 0.5  # seconds between two looks at the run and its logs
 LOG_GRACE = 5.0  # after the run ended, how long its last log lines may take to arrive
+
+
+@contextmanager
+def without_heartbeat() -> Iterator[None]:
+    """Flow runs made in this block send no Prefect flow heartbeat.
+
+    For runs in a process that is the run itself (``triggerflow run`` here) or is serve
+    (event runs): Prefect's sync engine joins the heartbeat thread at the end of every
+    run, and that thread sleeps in 1 s steps, so each run waited 0-1 s for nothing
+    (shared notes, "1.0 s floor per sync flow run"). No automation of ours reads the
+    heartbeats; the setting cannot be switched off from the environment, only like this.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def run_deployment(name: str, say: Say, *, wait: float, debug: bool = False) -> int | None:

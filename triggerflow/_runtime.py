@@ -22,7 +22,7 @@ from typing import Literal
 
 from ._store import Store
 from .config import Settings
-from .types import Items, SinkReport, SourceReport
+from .types import Items, SinkReport, SourceReport, item_keys
 
 Mode = Literal["run", "preview", "check"]
 
@@ -52,7 +52,7 @@ class RunContext:
         """Which of ``items`` are live events (for a sink's claim step)."""
         if not self.live:
             return frozenset()
-        return frozenset(k for k in items._keys() if k in self.live)
+        return frozenset(k for k in item_keys(items) if k in self.live)
 
 
 _current: ContextVar[RunContext | None] = ContextVar("triggerflow_run", default=None)

@@ -25,7 +25,7 @@ from ._store import Store
 from .config import settings
 from .exceptions import ConfigurationError, TransientError, TriggerflowError
 from .limits import Limit, parse_limit
-from .types import Item, ItemKey, Items, Route, SinkReport, SourceReport, _InStore
+from .types import InStore, Item, ItemKey, Items, Route, SinkReport, SourceReport, items_of
 
 __all__ = ["ALL", "Fetched", "Reading", "run_sink", "run_source"]
 
@@ -181,9 +181,9 @@ class Fetched:
     def as_items(self) -> Items:
         """The items as :class:`Items`, those in the store read on first use (once)."""
         if self._as is None:
-            later = _InStore(tuple(self.in_store), _load_stored)
+            later = InStore(tuple(self.in_store), _load_stored)
             stored = [i.key for i in self.items] if self.stored else []
-            self._as = Items._of([tuple(self.items), later], stored)
+            self._as = items_of([tuple(self.items), later], stored)
         return self._as
 
 

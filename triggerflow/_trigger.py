@@ -242,7 +242,7 @@ class Trigger(Flow[..., RunResult]):
             if ctx.problems:
                 raise ConfigurationError("; ".join(ctx.problems))
             return None
-        every = Items._of(part for items in ctx.items for part in items._parts)
+        every = sum(ctx.items, Items())  # every source's, in order (kept as they are)
         result = RunResult(self.name, mode != "run", every, ctx.sources, ctx.sinks)
         result.more = ctx.more
         if mode == "run":
@@ -252,7 +252,7 @@ class Trigger(Flow[..., RunResult]):
             _alerts.check(ctx.store, self.name, result.failures)
             silent = {f: why for r in ctx.sources for f, why in r.silent.items()}
             if silent:  # one alert per run, however many feeds went silent
-                from .sources._rss import silent_summary
+                from ._polling import silent_summary
 
                 _alerts.send_now(
                     ctx.store,

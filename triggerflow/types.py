@@ -136,7 +136,7 @@ _COLUMNS = ("title", "link", "published", "author", "source")
 
 
 @dataclass(frozen=True)
-class _InStore:
+class InStore:
     """Items that are in the store, by key: loaded only when someone looks at them."""
 
     keys: tuple[ItemKey, ...]
@@ -159,47 +159,19 @@ class Items(Sequence[Item]):
 
     def __init__(self, items: Iterable[Item] = ()) -> None:
         if isinstance(items, Items):
-            self._parts: tuple[tuple[Item, ...] | _InStore, ...] = items._parts
+            self._parts: tuple[tuple[Item, ...] | InStore, ...] = items._parts
             self._stored: frozenset[ItemKey] = items._stored
         else:
             self._parts, self._stored = (tuple(items),), frozenset()
 
-    @classmethod
-    def _of(
-        cls,
-        parts: Iterable[tuple[Item, ...] | _InStore],
-        stored: Iterable[ItemKey] = (),
-    ) -> Items:
-        """Items made of ``parts`` in order; ``stored``: keys known to be in the store as
-        they are here (a sink need not write them again)."""
-        new = cls.__new__(cls)
-        new._parts = tuple(p for p in parts if (p.keys if isinstance(p, _InStore) else p))
-        new._stored = frozenset(stored)
-        for p in new._parts:
-            if isinstance(p, _InStore):
-                new._stored |= frozenset(p.keys)
-        return new
-
     @property
     def _items(self) -> tuple[Item, ...]:
-        if len(self._parts) != 1 or isinstance(self._parts[0], _InStore):
+        if len(self._parts) != 1 or isinstance(self._parts[0], InStore):
             loaded: list[Item] = []
             for part in self._parts:
-                loaded.extend(part.load(part.keys) if isinstance(part, _InStore) else part)
+                loaded.extend(part.load(part.keys) if isinstance(part, InStore) else part)
             self._parts = (tuple(loaded),)
         return self._parts[0] if self._parts else ()
-
-    def _keys(self) -> list[ItemKey]:
-        """Every item's key, in order, without reading any from the store."""
-        return [
-            k
-            for part in self._parts
-            for k in (part.keys if isinstance(part, _InStore) else (i.key for i in part))
-        ]
-
-    def _in_memory(self) -> list[Item]:
-        """The items held here (not those still to be read from the store)."""
-        return [i for part in self._parts if not isinstance(part, _InStore) for i in part]
 
     @overload
     def __getitem__(self, index: int) -> Item: ...
@@ -207,19 +179,19 @@ class Items(Sequence[Item]):
     def __getitem__(self, index: slice) -> Items: ...
     def __getitem__(self, index: int | slice) -> Item | Items:
         if isinstance(index, slice):
-            return Items._of([self._items[index]], self._stored)
+            return items_of([self._items[index]], self._stored)
         return self._items[index]
 
     def __len__(self) -> int:
-        return sum(len(p.keys) if isinstance(p, _InStore) else len(p) for p in self._parts)
+        return sum(len(p.keys) if isinstance(p, InStore) else len(p) for p in self._parts)
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self._items)
 
     def __add__(self, other: Iterable[Item]) -> Items:
         if isinstance(other, Items):
-            return Items._of([*self._parts, *other._parts], self._stored | other._stored)
-        return Items._of([*self._parts, tuple(other)], self._stored)
+            return items_of([*self._parts, *other._parts], self._stored | other._stored)
+        return items_of([*self._parts, tuple(other)], self._stored)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Items):
@@ -236,7 +208,7 @@ class Items(Sequence[Item]):
 
     def filter(self, accept: Any) -> Items:
         """The items for which ``accept(item)`` is true."""
-        return Items._of([tuple(i for i in self._items if accept(i))], self._stored)
+        return items_of([tuple(i for i in self._items if accept(i))], self._stored)
 
     def rows(self) -> list[dict[str, Any]]:
         """The items as plain dicts (every field but ``raw``)."""
@@ -287,6 +259,38 @@ class Items(Sequence[Item]):
             f"<p>{len(self._items)} items</p><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>{more}"
         )
+
+
+# -- for the outbox, the sources and the run: internal, not part of the public API ------
+def items_of(parts: Iterable[tuple[Item, ...] | InStore], stored: Iterable[ItemKey] = ()) -> Items:
+    """Items made of ``parts`` in order; ``stored``: keys known to be in the store as
+    they are here (a sink need not write them again); those of ``InStore`` parts are."""
+    new = Items.__new__(Items)
+    new._parts = tuple(p for p in parts if (p.keys if isinstance(p, InStore) else p))
+    new._stored = frozenset(stored)
+    for p in new._parts:
+        if isinstance(p, InStore):
+            new._stored |= frozenset(p.keys)
+    return new
+
+
+def item_keys(items: Items) -> list[ItemKey]:
+    """Every item's key, in order, without reading any from the store."""
+    return [
+        k
+        for part in items._parts
+        for k in (part.keys if isinstance(part, InStore) else (i.key for i in part))
+    ]
+
+
+def items_at_hand(items: Items) -> list[Item]:
+    """The items held in memory (not those still to be read from the store)."""
+    return [i for part in items._parts if not isinstance(part, InStore) for i in part]
+
+
+def stored_keys(items: Items) -> frozenset[ItemKey]:
+    """Keys of ``items`` known to be in the store exactly as they are."""
+    return items._stored
 
 
 class Table:

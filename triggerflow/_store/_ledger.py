@@ -12,7 +12,7 @@ are no history: they are always queued, and take no first-run slot.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import duckdb
@@ -30,11 +30,16 @@ Key = tuple[str, str]
 
 @dataclass(frozen=True)
 class Claim:
-    """What one run may send now on a route, and what waits."""
+    """What one run may send now on a route, and what waits.
+
+    ``keys``: every claimed item, oldest first; ``items``: the first ``read`` of them
+    (all unless :meth:`LedgerMixin.claim` was told otherwise), at hand or read.
+    """
 
     items: list[Item]
     waiting: int = 0  # owed but over the limit
     next_at: datetime | None = None  # when the limit lets the next one go
+    keys: list[Key] = field(default_factory=list)
 
 
 class LedgerMixin(TransactionBase):
@@ -83,6 +88,13 @@ class LedgerMixin(TransactionBase):
         ``have``: items at hand (what the sink was given); only the others are read from
         the store, so a batch of 10,000 new items is not read back.
         """
+        keys = self.owed_keys(route)
+        have = have or {}
+        read = {i.key: i for i in read_items(self.con, [k for k in keys if k not in have])}
+        return [have.get(k) or read[k] for k in keys if k in have or k in read]
+
+    def owed_keys(self, route: Route) -> list[Key]:
+        """The keys of the items still owed on ``route``, oldest first."""
         trigger, sink, target = route.trigger, route.sink, route.target
         rows = self.con.execute(
             """
@@ -93,10 +105,7 @@ class LedgerMixin(TransactionBase):
             """,
             [trigger, sink, target, QUEUED],
         ).fetchall()
-        keys: list[Key] = [(r[0], r[1]) for r in rows]
-        have = have or {}
-        read = {i.key: i for i in read_items(self.con, [k for k in keys if k not in have])}
-        return [have.get(k) or read[k] for k in keys if k in have or k in read]
+        return [(r[0], r[1]) for r in rows]
 
     def claim(
         self,
@@ -107,9 +116,12 @@ class LedgerMixin(TransactionBase):
         lease: timedelta = timedelta(minutes=5),
         owner: str | None = None,
         have: Mapping[Key, Item] | None = None,
+        read: int | None = None,
     ) -> Claim:
         """Take the owed items this run may send (oldest first), within ``limit``
-        (``have``: items at hand, not read from the store; see :meth:`owed`).
+        (``have``: items at hand, not read from the store; see :meth:`owed`). With
+        ``read``, only the first ``read`` claimed items are read (the sink reads the
+        others as it goes: 10,000 items are not all held at once).
 
         Claimed rows are ``sending`` until :meth:`record`: a second run at the same time
         neither sends them again nor exceeds the limit, which counts what the target got
@@ -139,20 +151,24 @@ class LedgerMixin(TransactionBase):
             {"queued": QUEUED, "sending": SENDING, "now": now, "sink": sink, "target": target,
              "lease": lease, "dead": dead},
         )  # fmt: skip
-        owed = self.owed(route, have=have)
+        owed = self.owed_keys(route)
         allowed, next_at = self.allowance(sink, target, limit, now)
         allowed = min(allowed, len(owed))
         take = owed[:allowed]
+        have = have or {}
+        first = take if read is None else take[:read]
+        got = {i.key: i for i in read_items(self.con, [k for k in first if k not in have])}
+        items = [have.get(k) or got[k] for k in first]
         if take:
             self.con.execute(
                 f"""UPDATE deliveries SET state = '{SENDING}', updated_at = $now,
                     claimed_by = $owner, lease_until = $until
                     FROM {_KEYS} WHERE {_WHERE} AND state = '{QUEUED}' AND {_MATCH}""",
                 {"trigger": trigger, "sink": sink, "target": target, "now": now,
-                 "owner": owner, "until": now + lease, **_key_lists([i.key for i in take])},
+                 "owner": owner, "until": now + lease, **_key_lists(take)},
             )  # fmt: skip
         waiting = len(owed) - len(take)
-        return Claim(take, waiting, next_at if waiting else None)
+        return Claim(items, waiting, next_at if waiting else None, take)
 
     def tried(self, route: Route, keys: Sequence[Key]) -> set[Key]:
         """Which of ``keys`` were sent before without an answer (a timeout, a dead run).

@@ -157,6 +157,10 @@ class Transaction(Protocol):
         """The items still owed on ``route``, oldest first (those in ``have`` not read)."""
         ...
 
+    def owed_keys(self, route: Route) -> list[Key]:
+        """The keys of the items still owed on ``route``, oldest first."""
+        ...
+
     def claim(
         self,
         route: Route,
@@ -166,8 +170,10 @@ class Transaction(Protocol):
         lease: timedelta = timedelta(minutes=5),
         owner: str | None = None,
         have: Mapping[Key, Item] | None = None,
+        read: int | None = None,
     ) -> Claim:
-        """Take the owed items this run may send (oldest first), within ``limit``."""
+        """Take the owed items this run may send (oldest first), within ``limit``; the
+        first ``read`` of them read (all by default)."""
         ...
 
     def tried(self, route: Route, keys: Sequence[Key]) -> set[Key]:

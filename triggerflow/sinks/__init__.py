@@ -25,6 +25,7 @@ _HOME = {
     "Sender": ("_outbox", "Sender"),
     "delivery_id": ("_outbox", "delivery_id"),
     "deliver": ("_steps", "run_sink"),
+    "keys_of": ("_outbox", "keys_of"),
     "Failure": ("types", "Failure"),
     "Route": ("types", "Route"),
     "feed": ("sinks._feed", "feed"),
@@ -41,6 +42,7 @@ __all__ = [
     "delivery_id",
     "Failure",
     "feed",
+    "keys_of",
     "mastodon",
     "Poster",
     "Progress",
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .._outbox import Attempt, Poster, Progress, Sender, delivery_id
+    from .._outbox import Attempt, Poster, Progress, Sender, delivery_id, keys_of
     from .._steps import ALL
     from .._steps import run_sink as deliver
     from ..types import Failure, Route

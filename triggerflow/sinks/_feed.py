@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .._outbox import Attempt, Progress
+from .._outbox import Attempt, Progress, keys_of
 from .._steps import ALL, run_sink
 from ..exceptions import ConfigurationError
 from ..types import Item, ItemKey, SinkReport
@@ -59,4 +59,4 @@ class _FeedSender:
     def send(
         self, items: Sequence[Item], attempts: Mapping[ItemKey, Attempt], progress: Progress
     ) -> None:
-        progress.sent(i.key for i in items)
+        progress.sent(keys_of(items))  # keys only: nothing is read from the store

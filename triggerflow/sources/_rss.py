@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -22,12 +21,12 @@ from .._async import run_sync
 from .._durations import render_about
 from .._feedparse import Parser
 from .._http import FeedRequest, FeedResponse, fetch_all
-from .._polling import Plan, after_answer, after_failure, is_due
+from .._polling import Plan, after_answer, after_failure, is_due, silent_summary
 from .._steps import Fetched, Reading, run_source
 from .._store import SourceState, Store, now
 from ..config import settings
 from ..exceptions import ConfigurationError, FeedUnavailable, TransientError
-from ..types import Items, SourceReport
+from ..types import Item, ItemKey, Items, SourceReport
 
 __all__ = ["rss"]
 
@@ -94,7 +93,21 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
         for f in feeds
         if f not in later
     ]
+    out = Fetched()
+    fresh: list[tuple[FeedResponse, str | None]] = []
+    retries: dict[str, Plan] = {}  # per failed feed: when it is tried again
+
+    def failed(source: str, why: str, status: int | None, retry_after: float | None) -> None:
+        before = states[source].failures if source in states else 0
+        plan = after_failure(
+            t, before, trigger=trigger, status=status, retry_after=retry_after,
+            backoff_max=s.feed_backoff_max,
+        )  # fmt: skip
+        retries[source] = plan
+        report.failures[source] = why
+
     with_body: list[FeedResponse] = []
+    storing = _Storing(store if use_store else None, t, write, report)
     with Parser() as parser:
 
         def arrived(r: FeedResponse) -> None:  # parse while the other feeds are on the way
@@ -112,30 +125,21 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
                 on_response=arrived,
             )
         )
-        parsed = parser.results()
+        # Each feed as it is parsed: its items are stored while the workers parse the
+        # next ones (on two cores, 10,000 items' store writes no longer follow the parsing).
+        for n, p in parser.completed():
+            r = with_body[n]
+            if p.error:
+                failed(r.request.source, p.error, None, None)
+                continue
+            if p.warning:
+                report.warnings[r.request.source] = p.warning
+            fresh.append((r, p.title))
+            storing.add(p.items)
+        storing.flush()
     _give_back_memory()  # the bodies and the workers' answers are freed: hand the pages back
+    out.items, new_keys = storing.kept, storing.keys
 
-    out = Fetched()
-    fresh: list[tuple[FeedResponse, str | None]] = []
-    retries: dict[str, Plan] = {}  # per failed feed: when it is tried again
-
-    def failed(source: str, why: str, status: int | None, retry_after: float | None) -> None:
-        before = states[source].failures if source in states else 0
-        plan = after_failure(
-            t, before, trigger=trigger, status=status, retry_after=retry_after,
-            backoff_max=s.feed_backoff_max,
-        )  # fmt: skip
-        retries[source] = plan
-        report.failures[source] = why
-
-    for r, p in zip(with_body, parsed, strict=True):
-        if p.error:
-            failed(r.request.source, p.error, None, None)
-            continue
-        if p.warning:
-            report.warnings[r.request.source] = p.warning
-        out.items.extend(p.items)
-        fresh.append((r, p.title))
     for r in responses:
         if r.error is not None:
             failed(r.request.source, r.error.reason, r.status, r.retry_after)
@@ -148,16 +152,6 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
     resting = [f for f in later if f not in still_failing]
 
     if use_store:
-        # Items in transactions of 500, each its own connection: DuckDB holds a
-        # transaction's rows in memory until it commits, and a connection its buffers
-        # until it closes (10,000 items: +230 MB at once; +35 MB in batches of 2,000 or
-        # over one connection; +15 MB like this, measured with bench/run.py). The
-        # feeds' validators are saved only afterwards, so a run that dies in between
-        # fetches those feeds again and loses nothing.
-        unique = list({i.key: i for i in out.items}.values())
-        for start in range(0, len(unique), STORE_BATCH):
-            with store.transaction(commit=write) as tx:
-                report.new += tx.upsert_items(unique[start : start + STORE_BATCH], t)
         with store.transaction(commit=write) as tx:
             cache_max = s.feed_cache_max
             tx.save_source_successes(
@@ -173,9 +167,10 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
                     failures=plan.failures, gone=plan.gone,
                 )  # fmt: skip
                 tx.save_source_error(source, url, "rss", report.failures[source], t, retry=retry)
-            # Unchanged feeds' items are in the store already: their keys only (a sink
-            # needs no more), the items read if the trigger looks at them.
-            out.in_store = tx.keys_of_last_fetch([r.request.source for r in unchanged] + resting)
+            # What was just stored and what unchanged feeds listed: their keys only (a
+            # sink needs no more), the items read if the trigger looks at them.
+            listed = tx.keys_of_last_fetch([r.request.source for r in unchanged] + resting)
+            out.in_store = list(dict.fromkeys(new_keys + listed))
             if trigger:
                 tx.link_trigger_sources(trigger, feeds)
             if write:  # silent feeds: how readers lose news without noticing
@@ -183,7 +178,6 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
                     r.request.source for r in unchanged
                 ]
                 report.silent.update(tx.note_silent(answered, t, at_least=s.feed_silent_min))
-    out.stored = use_store and write
     report.fetched = len(out.items) + len(out.in_store)
 
     for source, why in report.failures.items():
@@ -208,11 +202,40 @@ def _fetch(feeds: tuple[str, ...], reading: Reading, report: SourceReport) -> Fe
     return out
 
 
-def silent_summary(silent: Mapping[str, str], *, most: int = 5) -> str:
-    """Feeds that went silent, in one line: the first ``most`` with their notes."""
-    shown = "; ".join(f"{feed} ({note})" for feed, note in list(silent.items())[:most])
-    more = f"; and {len(silent) - most} more (`triggerflow status`)" if len(silent) > most else ""
-    return f"{len(silent)} feed(s) went silent: {shown}{more}"
+class _Storing:
+    """The items of a call, written as they are parsed, in transactions of STORE_BATCH.
+
+    Each batch is its own transaction on its own connection: DuckDB holds a
+    transaction's rows in memory until it commits, and a connection its buffers until it
+    closes (10,000 items at once: +230 MB; in batches of 2,000 or over one connection:
+    +35 MB; like this +15 MB, measured with bench/run.py). Written items are let go and
+    handed on by key (``keys``): a sink needs no more, and the 10,000 items of a first
+    round are not held in the trigger's process (58 MB). What is not kept in the store
+    (outside a trigger, or a preview, which rolls its writes back) stays in ``kept``.
+    The feeds' validators are saved only after every item, so a run that dies in
+    between fetches those feeds again and loses nothing.
+    """
+
+    def __init__(self, store: Store | None, t: datetime, write: bool, report: SourceReport):
+        self.store, self.t, self.write, self.report = store, t, write, report
+        self.pending: list[Item] = []
+        self.keys: list[ItemKey] = []
+        self.kept: list[Item] = []
+
+    def add(self, items: list[Item]) -> None:
+        self.pending += items
+        if len(self.pending) >= STORE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if self.store is not None and batch:
+            with self.store.transaction(commit=self.write) as tx:
+                self.report.new += tx.upsert_items(batch, self.t)
+        if self.store is not None and self.write:
+            self.keys += [i.key for i in batch]
+        else:
+            self.kept += batch
 
 
 def _give_back_memory() -> None:
