@@ -79,6 +79,13 @@ def _load(store: Store, keys: Sequence[ItemKey]) -> list[Item]:
         return tx.items_by_keys(keys)
 
 
+def deliver_by_key(sink: Keeping | _FeedSender, store: Store, items: list[Item]) -> SinkReport:
+    """``items`` (stored) delivered by ``sink`` as a sink step hands them: by key."""
+    route = Route("t", sink.sink, sink.target)
+    return deliver(sink, route, by_key(store, items), Options(None),
+                   SinkReport(sink.sink, sink.target), store=store)  # fmt: skip
+
+
 def test_a_sink_reads_what_it_sends_a_page_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,16 +93,14 @@ def test_a_sink_reads_what_it_sends_a_page_at_a_time(
     items = stored(store, 2_500)
     monkeypatch.setattr(_outbox, "PAGE", 200)
     sender = Keeping()
-    report = deliver(sender, ROUTE, by_key(store, items), Options(None), SinkReport("mine", "me"),
-                     store=store)  # fmt: skip
+    report = deliver_by_key(sender, store, items)
     assert report.sent == 2_500 and report.error is None
     assert sender.got == items  # all of them, oldest first, as stored
     # Never more than a page held (+ the one in hand): not the whole batch at once.
     assert sender.most_alive <= 201, sender.most_alive
     # And the ledger has each once: a second delivery sends nothing.
     again = Keeping()
-    deliver(again, ROUTE, by_key(store, items), Options(None), SinkReport("mine", "me"),
-            store=store)  # fmt: skip
+    deliver_by_key(again, store, items)
     assert again.got == []
 
 
@@ -114,9 +119,7 @@ def test_a_sink_that_needs_keys_reads_no_more_than_the_claims_page(
 
     monkeypatch.setattr(_ledger, "read_items", counting)
     monkeypatch.setattr(_items, "read_items", counting)
-    route = Route("t", "feed", "mine")
-    report = deliver(_FeedSender("mine"), route, by_key(store, items), Options(None),
-                     SinkReport("feed", "mine"), store=store)  # fmt: skip
+    report = deliver_by_key(_FeedSender("mine"), store, items)
     assert report.sent == 1_500
     # A generated feed is its ledger rows: it takes keys (keys_of), and what was read is
     # the page that comes with the claim, not 1,500 items.
