@@ -48,7 +48,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         # The examples need an XMPP account that is not configured here: shown, with the fix.
         assert "python_news (every 15m): not configured" in out
         assert "TRIGGERFLOW_XMPP_DEFAULT_JID" in out
-        by_name = serve.deployments(8)
+        by_name = serve.deployments(9)
         assert set(by_name) == {
             "python_news",
             "morning_releases",
@@ -58,6 +58,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
             "python_news_to_webhook",
             "favourites_to_wallabag",
             "github_issues_to_trello",
+            "releases_to_phone",
         }
         assert (
             "github_activity (on GitHub push, pull_request, issues, release, workflow_run from "
@@ -73,6 +74,8 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
             "set WEBHOOK_POST_URL" in out
         )
         assert "triggerflow connect mastodon --account default" in out
+        assert by_name["releases_to_phone"]["paused"] is True
+        assert "triggerflow connect apprise --account phone" in out
         news = by_name["python_news"]
         assert news["paused"] is True  # not configured: no failing run every 15 minutes
         assert "triggerflow" in news["tags"]

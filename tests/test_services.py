@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ from standins import MastodonStandIn, WallabagStandIn
 from test_github import SECRET, Hook, fixture
 
 from triggerflow import sinks, trigger
-from triggerflow._connect import connect_mastodon, connect_trello, connect_wallabag
 from triggerflow._discovery import discover
 from triggerflow.blocks import MastodonAccount, TrelloAccount, WallabagAccount
 from triggerflow.exceptions import ConfigurationError, ServiceAuthError, TriggerRunFailed
+from triggerflow.services.mastodon.connect import connect_mastodon
+from triggerflow.services.trello.connect import connect_trello
+from triggerflow.services.wallabag.connect import connect_wallabag
 from triggerflow.sources import (
     mastodon_favourites,
     mastodon_hashtag,
@@ -391,7 +394,7 @@ def test_a_refused_token_fails_once_and_says_reconnect(
         toot()
     assert mastodon.count("/api/v1/statuses") == 1  # no retries, no attempt per item
     with pytest.raises(ServiceAuthError):
-        from triggerflow._service_client import ServiceClient
+        from triggerflow.services._client import ServiceClient
 
         with ServiceClient("mastodon") as client:
             client.get("/api/v1/accounts/verify_credentials")
@@ -567,7 +570,7 @@ def test_authlib_runs_on_httpx_without_warnings() -> None:
     # Authlib 1.9 switches to httpx2 whenever it can import it; Prefect needs httpx.
     stderr = fresh_python(
         "import httpx, importlib.util",
-        "from triggerflow._oauth import authlib_client",
+        "from triggerflow.services._oauth import authlib_client",
         "client = authlib_client(client_id='x')",
         "assert isinstance(client, httpx.Client), type(client).__mro__",
         "assert importlib.util.find_spec('httpx2') is None, 'httpx2 is installed'",
@@ -578,12 +581,13 @@ def test_authlib_runs_on_httpx_without_warnings() -> None:
 def test_trello_requests_are_paced_to_the_token_window(
     trello: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from triggerflow import _service_client
+    from triggerflow.services import services
+    from triggerflow.services._client import ServiceClient
 
     trello_account(trello)
     # Trello sends no rate headers: the client counts (100 per 10 s, here 3 per second).
-    monkeypatch.setitem(_service_client.WINDOWS, "trello", (3, 1.0))
-    with _service_client.ServiceClient("trello") as client:
+    monkeypatch.setitem(services(), "trello", replace(services()["trello"], window=(3, 1.0)))
+    with ServiceClient("trello") as client:
         for _ in range(7):
             client.get("/1/members/me")
     times = [r.time for r in trello.requests_to("/1/members/me")][-7:]
@@ -595,11 +599,11 @@ def test_trello_429_without_headers_waits_a_window(
 ) -> None:
     from standins import TrelloStandIn
 
-    from triggerflow import _service_client
+    from triggerflow.services import services
 
     # The forced window starts at set_remaining(), before the run: 5 s (not 1) so that a
     # slow start on a busy machine still sends "a" inside it (CI saw the window over first).
-    monkeypatch.setattr(_service_client, "TRELLO_429_WAIT", 5.0)
+    monkeypatch.setitem(services(), "trello", replace(services()["trello"], wait_after_429=5.0))
     with TrelloStandIn(rate_interval=5) as t:
         trello_account(t)
         board = t.add_board("B")
@@ -626,14 +630,14 @@ def test_the_cli_loads_prefect_only_when_a_command_needs_it() -> None:
         "from triggerflow.cli import build_parser",
         "build_parser()",
         "assert not [m for m in sys.modules if m.startswith('prefect')]",
-        "from triggerflow._connect import SERVICE_NAMES",
-        "from triggerflow.blocks import SERVICES",
-        "assert set(SERVICE_NAMES) == set(SERVICES)",
+        "from triggerflow.services import services",
+        "assert set(services()) >= {'mastodon', 'trello', 'wallabag'}, services()",
+        "assert not [m for m in sys.modules if m.startswith('prefect')]",
     )
 
 
 def test_the_token_is_never_sent_to_another_address(mastodon: MastodonStandIn) -> None:
-    from triggerflow._service_client import ServiceClient
+    from triggerflow.services._client import ServiceClient
 
     mastodon_account(mastodon)
     with ServiceClient("mastodon") as client, pytest.raises(ConfigurationError, match="not on"):

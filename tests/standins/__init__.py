@@ -1,4 +1,5 @@
-"""Stand-ins for the third-party web APIs triggerflow talks to: Mastodon, Wallabag, Trello.
+"""Stand-ins for the third-party web APIs triggerflow talks to: Mastodon, Wallabag, Trello,
+and a web hook for Apprise's generic notifiers.
 
 Each is a small Starlette app served by uvicorn on ``127.0.0.1`` (a free port) in a
 background thread, written from the service's public API documentation (see each
@@ -29,17 +30,20 @@ import pytest
 
 from ._server import Gate, RecordedRequest, StandIn
 from .mastodon import MastodonStandIn
+from .notifier import NotifierStandIn
 from .trello import TrelloStandIn
 from .wallabag import WallabagStandIn
 
 __all__ = [
     "Gate",
     "MastodonStandIn",
+    "NotifierStandIn",
     "RecordedRequest",
     "StandIn",
     "TrelloStandIn",
     "WallabagStandIn",
     "mastodon",
+    "notifier",
     "trello",
     "wallabag",
 ]
@@ -63,4 +67,11 @@ def wallabag() -> Iterator[WallabagStandIn]:
 def trello() -> Iterator[TrelloStandIn]:
     """Trello's API with an API key (``trello.api_key``) and member ``tester``."""
     with TrelloStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def notifier() -> Iterator[NotifierStandIn]:
+    """A web hook that takes Apprise's ``json://`` and ``form://`` notifications."""
+    with NotifierStandIn() as standin:
         yield standin

@@ -7,7 +7,9 @@ first-run cut, publication limits, retries, previews and ``triggerflow status``.
 See the README, "Write your own source or sink", and ``flows/webhook_post.py``.
 
 Names are loaded on first use: ``from triggerflow.sinks import feed`` imports neither
-the XMPP client nor the services' accounts (Prefect blocks).
+the XMPP client nor the services' accounts (Prefect blocks). The web services' sinks
+(``mastodon``, ``trello``, ...) live in their service's folder,
+``triggerflow/services/<name>/sink.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_names
+from ..services import public_names
 
-# name -> (the module under triggerflow that defines it, its name there)
+# name -> (the module under triggerflow that defines it, its name there); each service's
+# sinks come from its folder (triggerflow/services/<name>/sink.py)
 _HOME = {
     "ALL": ("_steps", "ALL"),
     "Attempt": ("_outbox", "Attempt"),
@@ -29,10 +33,8 @@ _HOME = {
     "Failure": ("types", "Failure"),
     "Route": ("types", "Route"),
     "feed": ("sinks._feed", "feed"),
-    "mastodon": ("sinks._mastodon", "mastodon"),
-    "trello": ("sinks._trello", "trello"),
-    "wallabag": ("sinks._wallabag", "wallabag"),
     "xmpp": ("sinks._xmpp", "xmpp"),
+    **public_names("sinks"),
 }
 
 __all__ = [
@@ -43,14 +45,12 @@ __all__ = [
     "Failure",
     "feed",
     "keys_of",
-    "mastodon",
     "Poster",
     "Progress",
     "Route",
     "Sender",
-    "trello",
-    "wallabag",
     "xmpp",
+    *public_names("sinks"),
 ]
 
 if TYPE_CHECKING:
@@ -59,9 +59,6 @@ if TYPE_CHECKING:
     from .._steps import run_sink as deliver
     from ..types import Failure, Route
     from ._feed import feed
-    from ._mastodon import mastodon
-    from ._trello import trello
-    from ._wallabag import wallabag
     from ._xmpp import xmpp
 
 

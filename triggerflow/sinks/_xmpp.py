@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .. import _runtime
+from .._format import Format, render
 from .._outbox import Attempt, Progress
 from .._slots import account_slot
 from .._steps import run_sink
@@ -25,7 +26,6 @@ from ..config import settings
 from ..exceptions import ConfigurationError
 from ..limits import Limit
 from ..types import Item, ItemKey, SinkReport
-from ._format import Format, render
 
 __all__ = ["XMPPSender", "xmpp"]
 

@@ -6,7 +6,9 @@ source for ``@trigger(on=...)`` follows :class:`EventSource` and reads its deliv
 with :func:`read_inbox`.
 
 Names are loaded on first use: ``from triggerflow.sources import rss`` imports the RSS
-source only, not the services' accounts (Prefect blocks) that the others need.
+source only, not the services' accounts (Prefect blocks) that the others need. The web
+services' sources (``mastodon_home``, ``trello_cards``, ...) live in their service's
+folder, ``triggerflow/services/<name>/source.py``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_names
+from ..services import public_names
 
-# name -> the module (under triggerflow) that defines it
-_HOME = {
+# name -> the module (under triggerflow) that defines it, or (that module, its name there);
+# each service's sources come from its folder (triggerflow/services/<name>/source.py)
+_HOME: dict[str, str | tuple[str, str]] = {
     "Delivery": "_store",
     "ChatMessages": "sources._chat",
     "xmpp_message": "sources._chat",
@@ -24,15 +28,10 @@ _HOME = {
     "github_webhook": "sources._github",
     "EventSource": "sources._inbox",
     "read_inbox": "sources._inbox",
-    "mastodon_favourites": "sources._mastodon",
-    "mastodon_hashtag": "sources._mastodon",
-    "mastodon_home": "sources._mastodon",
-    "mastodon_mentions": "sources._mastodon",
     "Source": "sources._own",
     "collect": "sources._own",
     "rss": "sources._rss",
-    "trello_cards": "sources._trello",
-    "wallabag_entries": "sources._wallabag",
+    **public_names("sources"),
 }
 
 __all__ = [
@@ -42,16 +41,11 @@ __all__ = [
     "EventSource",
     "github_webhook",
     "GitHubWebhook",
-    "mastodon_favourites",
-    "mastodon_hashtag",
-    "mastodon_home",
-    "mastodon_mentions",
     "read_inbox",
     "rss",
     "Source",
-    "trello_cards",
-    "wallabag_entries",
     "xmpp_message",
+    *public_names("sources"),
 ]
 
 if TYPE_CHECKING:
@@ -59,16 +53,8 @@ if TYPE_CHECKING:
     from ._chat import ChatMessages, xmpp_message
     from ._github import GitHubWebhook, github_webhook
     from ._inbox import EventSource, read_inbox
-    from ._mastodon import (
-        mastodon_favourites,
-        mastodon_hashtag,
-        mastodon_home,
-        mastodon_mentions,
-    )
     from ._own import Source, collect
     from ._rss import rss
-    from ._trello import trello_cards
-    from ._wallabag import wallabag_entries
 
 
 __getattr__, __dir__ = lazy_names("triggerflow.sources", _HOME, globals())

@@ -18,13 +18,13 @@ from contextlib import contextmanager
 
 from .. import _runtime
 from .._outbox import Attempt
-from .._service_client import ServiceClient
 from .._steps import run_sink
-from ..blocks import load_service_account
 from ..config import settings
 from ..exceptions import ConfigurationError
 from ..limits import Limit
 from ..types import Item, SinkReport
+from ._account import load_service_account
+from ._client import ServiceClient
 
 __all__ = ["Send", "ServicePoster", "deliver"]
 

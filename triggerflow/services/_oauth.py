@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from .exceptions import ConfigurationError
+from ..exceptions import ConfigurationError
 
 __all__ = [
     "LoopbackRedirect",

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .._service_client import ServiceClient
-from ..types import Item, Items
-from ._service import MAX_PAGES, read
+from ...types import Item, Items
+from .._client import ServiceClient
+from .._source import MAX_PAGES, read
 
 __all__ = ["wallabag_entries"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .._service_client import ServiceClient
-from ..exceptions import ServiceRejected
-from ..limits import Limit
-from ..types import Item, SinkReport
-from ._service import Send, ServicePoster, deliver
+from ...exceptions import ServiceRejected
+from ...limits import Limit
+from ...types import Item, SinkReport
+from .._client import ServiceClient
+from .._sink import Send, ServicePoster, deliver
 
 __all__ = ["wallabag"]
 

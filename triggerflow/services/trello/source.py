@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from .._service_client import ServiceClient
-from ..types import Item, Items
-from ._service import read
+from ...types import Item, Items
+from .._client import ServiceClient
+from .._source import read
 
 __all__ = ["trello_cards"]
 

@@ -13,13 +13,13 @@ from functools import partial
 from typing import Protocol
 
 from .. import _runtime
-from .._service_client import ServiceClient
 from .._steps import Fetched, Reading, run_source
 from .._store import Store, now
-from ..blocks import load_service_account
 from ..config import settings
 from ..exceptions import ConfigurationError, ServiceError, TransientError
 from ..types import Item, Items, SourceReport
+from ._account import load_service_account
+from ._client import ServiceClient
 
 __all__ = ["Reader", "read"]
 

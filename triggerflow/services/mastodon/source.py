@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
-from .._service_client import ServiceClient
-from ..types import Item, Items
-from ._service import MAX_PAGES, read
+from ...types import Item, Items
+from .._client import ServiceClient
+from .._source import MAX_PAGES, read
 
 __all__ = ["mastodon_favourites", "mastodon_hashtag", "mastodon_home", "mastodon_mentions"]
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .._service_client import ServiceClient
-from ..limits import Limit
-from ..types import Item, SinkReport
-from ._format import Format, render
-from ._service import Send, ServicePoster, deliver
+from ..._format import Format, render
+from ...limits import Limit
+from ...types import Item, SinkReport
+from .._client import ServiceClient
+from .._sink import Send, ServicePoster, deliver
 
 __all__ = ["trello"]
 

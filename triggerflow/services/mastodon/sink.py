@@ -13,11 +13,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .._service_client import ServiceClient
-from ..limits import Limit
-from ..types import Item, SinkReport
-from ._format import Format, render
-from ._service import Send, ServicePoster, deliver
+from ..._format import Format, render
+from ...limits import Limit
+from ...types import Item, SinkReport
+from .._client import ServiceClient
+from .._sink import Send, ServicePoster, deliver
 
 __all__ = ["fit_status", "mastodon"]
 

@@ -1,12 +1,14 @@
-"""The one boundary to web services' APIs: Mastodon, Wallabag, Trello.
+"""The one boundary to web services' APIs (Mastodon, Trello, Wallabag, ...).
 
 :class:`ServiceClient` is what sources and sinks of those services call. It
 
-* signs requests with the connected account (Authlib's OAuth 2 client for Mastodon and
-  Wallabag, which refreshes an expired token and hands the new one to us to save in the
-  account's block; Trello's key + token header);
-* signs in again with the saved password when Wallabag's refresh token has expired too;
-* keeps to the service's rate limit: a window counted here (Trello sends no rate headers),
+* signs requests as the connected account says (its block's ``http_client``: Authlib's
+  OAuth 2 client, which refreshes an expired token and hands the new one to us to save in
+  the account's block; Trello's key + token header);
+* signs in again when the refresh token has expired too and the account can (Wallabag's
+  saved password);
+* keeps to the service's rate limit: a window counted here (``Service.window``: Trello
+  sends no rate headers),
   ``X-RateLimit-Remaining: 0`` waits for ``X-RateLimit-Reset`` (ISO 8601 on Mastodon)
   before the next request, and a 429 waits until the reset, bounded by
   ``TRIGGERFLOW_RATE_LIMIT_WAIT``; beyond that it is a transient error Prefect retries;
@@ -28,10 +30,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import _runtime
-from ._oauth import authlib_client, oauth_call, require_https
-from .blocks import ServiceAccount, WallabagAccount, block_name, load_service_account
-from .exceptions import (
+from .. import _runtime
+from ..exceptions import (
     ConfigurationError,
     ServiceAuthError,
     ServiceError,
@@ -40,15 +40,12 @@ from .exceptions import (
     ServiceRejected,
     ServiceUnavailable,
 )
+from . import service as service_spec
+from ._account import ServiceAccount, block_name, load_service_account
+from ._oauth import oauth_call, require_https
 
 __all__ = ["ServiceClient", "service_message"]
 
-NAMES = {"mastodon": "Mastodon", "wallabag": "Wallabag", "trello": "Trello"}
-# Requests per window we allow ourselves (the services' documented limits): Mastodon 300 per
-# 5 minutes per account, Trello 100 per 10 s per token; Wallabag has none of its own.
-WINDOWS: dict[str, tuple[int, float]] = {"mastodon": (300, 300.0), "trello": (100, 10.0)}
-TRELLO_429_WAIT = 10.0  # Trello's 429 says nothing about when: its limit window is 10 s
-TOKEN_PATHS = {"mastodon": "/oauth/token", "wallabag": "/oauth/v2/token"}
 MAX_RATE_WAITS = 5  # 429s answered by waiting, per request, before giving up
 
 
@@ -99,7 +96,7 @@ class ServiceClient:
     """An authenticated client of one connected account (a context manager).
 
     Args:
-        service: ``mastodon``, ``wallabag`` or ``trello``.
+        service: the service's name (``mastodon``, ``trello``, ...).
         account: the account's name, as given to ``triggerflow connect --account``.
         timeout: seconds for one request.
         max_wait: the longest wait for a rate limit to reset inside one step.
@@ -120,12 +117,13 @@ class ServiceClient:
     ) -> None:
         self.service = service
         self.account = account
-        self.name = NAMES[service]
+        self.spec = service_spec(service)
+        self.name = self.spec.title
         self.block = account_block or load_service_account(service, account)
         self.base = require_https(self.block.url, f"{self.name} account {account!r}")
         self.timeout = timeout
         self.max_wait = max_wait
-        self._window = WINDOWS.get(service)
+        self._window = self.spec.window
         self._recent: deque[float] = deque()
         self._not_before = 0.0  # Unix time: the service said "nothing left until then"
         self._http = self._make_client()
@@ -143,29 +141,16 @@ class ServiceClient:
         self._http.close()
 
     # -- the client ----------------------------------------------------------------------
-    def _make_client(self) -> Any:
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
-        headers = {"User-Agent": "triggerflow (+https://github.com/triggerflow/triggerflow)"}
-        if self.service == "trello":
-            # Trello reads key and token from an OAuth 1 header (never from logged URLs).
-            key = self.block.api_key  # type: ignore[attr-defined]
-            token = self.block.token().get("access_token", "")
-            headers["Authorization"] = f'OAuth oauth_consumer_key="{key}", oauth_token="{token}"'
-            return httpx.Client(headers=headers, timeout=timeout)
-        block = self.block
-        return authlib_client(
-            client_id=block.client_id,  # type: ignore[attr-defined]
-            client_secret=block.client_secret.get_secret_value(),  # type: ignore[attr-defined]
-            token=block.token(),
+    def _make_client(self) -> httpx.Client:
+        return self.block.http_client(
             token_endpoint=self._token_endpoint(),
-            token_endpoint_auth_method="client_secret_post",
             update_token=self._token_refreshed,
-            headers=headers,
-            timeout=timeout,
+            headers={"User-Agent": "triggerflow (+https://github.com/triggerflow/triggerflow)"},
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
         )
 
     def _token_endpoint(self) -> str | None:
-        path = TOKEN_PATHS.get(self.service)
+        path = self.spec.token_path
         return self.base + path if path else None
 
     def _token_refreshed(self, token: dict[str, Any], **_: Any) -> None:
@@ -177,19 +162,14 @@ class ServiceClient:
         )
 
     def _sign_in_again(self) -> None:
-        """Wallabag: the refresh token expired too; the password grant gives a new pair."""
-        block = self.block
-        if not isinstance(block, WallabagAccount) or block.password is None:
+        """The refresh token expired too: sign in again if the account can (Wallabag)."""
+        grant = self.block.sign_in()
+        if grant is None:
             raise self._auth_error("the saved token has expired and cannot be refreshed")
         try:
             token = oauth_call(
-                f"Wallabag {self.base}",
-                lambda: self._http.fetch_token(
-                    self._token_endpoint(),
-                    grant_type="password",
-                    username=block.username,
-                    password=block.password.get_secret_value(),  # type: ignore[union-attr]
-                ),
+                f"{self.name} {self.base}",
+                lambda: self._http.fetch_token(self._token_endpoint(), **grant),  # type: ignore[attr-defined]
             )
         except ConfigurationError as e:  # the password is refused, or the server is away
             raise self._auth_error(str(e)) from None
@@ -221,9 +201,8 @@ class ServiceClient:
             r = self._send(method, url, kwargs)
             self._note_limits(r)
             if r.status_code == 429:
-                reset = _reset_at(r) or (
-                    time.time() + TRELLO_429_WAIT if self.service == "trello" else None
-                )
+                wait = self.spec.wait_after_429
+                reset = _reset_at(r) or (time.time() + wait if wait is not None else None)
                 waited += self._wait_for(reset, waited, "answered 429 (too many requests)")
                 continue
             if r.status_code == 401 and not refreshed and self.block.refresh_token is not None:
@@ -267,7 +246,7 @@ class ServiceClient:
         from authlib.common.errors import AuthlibBaseError
 
         try:
-            self._http.refresh_token(self._token_endpoint())
+            self._http.refresh_token(self._token_endpoint())  # type: ignore[attr-defined]
         except AuthlibBaseError as e:
             if getattr(e, "error", None) == "invalid_grant":
                 self._sign_in_again()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..types import Item
+from .types import Item
 
 __all__ = ["Format", "render"]
 
