@@ -50,7 +50,7 @@ def test_the_webhook_example_defines_an_event_trigger() -> None:
 
 def test_the_sample_serve_output_counts_the_example_triggers() -> None:
     """The README's sample banner is what a fresh clone prints (test_serve checks the
-    names of the nine deployments themselves)."""
+    names of the ten deployments themselves)."""
     from triggerflow._discovery import discover
 
     (count,) = re.findall(r"Serving (\d+) trigger\(s\)", README)

@@ -48,7 +48,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         # The examples need an XMPP account that is not configured here: shown, with the fix.
         assert "python_news (every 15m): not configured" in out
         assert "TRIGGERFLOW_XMPP_DEFAULT_JID" in out
-        by_name = serve.deployments(9)
+        by_name = serve.deployments(10)
         assert set(by_name) == {
             "python_news",
             "morning_releases",
@@ -59,6 +59,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
             "favourites_to_wallabag",
             "github_issues_to_trello",
             "releases_to_phone",
+            "news_to_joplin",
         }
         assert (
             "github_activity (on GitHub push, pull_request, issues, release, workflow_run from "
@@ -76,6 +77,8 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         assert "triggerflow connect mastodon --account default" in out
         assert by_name["releases_to_phone"]["paused"] is True
         assert "triggerflow connect apprise --account phone" in out
+        assert by_name["news_to_joplin"]["paused"] is True
+        assert "triggerflow connect joplin --account default" in out
         news = by_name["python_news"]
         assert news["paused"] is True  # not configured: no failing run every 15 minutes
         assert "triggerflow" in news["tags"]

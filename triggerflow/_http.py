@@ -10,6 +10,7 @@ for all of it: connecting, waiting and reading the body.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from collections import Counter, deque
@@ -36,6 +37,25 @@ _ACCEPT = (
 MAX_BODY = 20 * 1024 * 1024  # a "feed" larger than this is not one; stop reading
 _CONNECT_TIMEOUT = 10.0  # at most; a longer feed timeout is for slow answers, not connects
 _PERMANENT_REDIRECTS = {301, 308}
+
+
+class _OriginOnly(logging.Filter):
+    """httpx logs every request's full address (at INFO); a web hook's address often
+    holds its token (``…/hooks/T0KEN``). Its log keeps only the origin: ``https://host/…``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                f"{a.scheme}://{a.host}{f':{a.port}' if a.port else ''}/…"
+                if isinstance(a, httpx.URL)
+                else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_OriginOnly())  # every client: sinks', services', feeds'
 
 
 @dataclass(frozen=True)

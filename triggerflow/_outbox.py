@@ -22,16 +22,16 @@ A sink is small: a :class:`Sender` sends a batch (XMPP over one connection), a
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn, Protocol, overload, runtime_checkable
 
-import httpx
-
-from . import _runtime
+from . import (
+    _http,  # noqa: F401 - its filter keeps tokens in web hooks' URLs out of logs
+    _runtime,
+)
 from ._recorder import KEEP_OPEN, Recorder
 from ._store import QUEUED, Store, now
 from ._store._owners import this_process
@@ -148,25 +148,6 @@ class Poster(Protocol):
     def open(self) -> AbstractContextManager[Callable[[Item, Attempt], None]]:
         """The per-item post, for the time of one run."""
         ...
-
-
-class _OriginOnly(logging.Filter):
-    """httpx logs every request's full address (at INFO); a web hook's address often
-    holds its token (``…/hooks/T0KEN``). Its log keeps only the origin: ``https://host/…``.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
-            record.args = tuple(
-                f"{a.scheme}://{a.host}{f':{a.port}' if a.port else ''}/…"
-                if isinstance(a, httpx.URL)
-                else a
-                for a in record.args
-            )
-        return True
-
-
-logging.getLogger("httpx").addFilter(_OriginOnly())  # for every sink's own client too
 
 
 def delivery_id(route: Route, item: Item) -> str:

@@ -1,5 +1,5 @@
 """Stand-ins for the third-party web APIs triggerflow talks to: Mastodon, Wallabag, Trello,
-and a web hook for Apprise's generic notifiers.
+Joplin's Data API, and a web hook for Apprise's generic notifiers.
 
 Each is a small Starlette app served by uvicorn on ``127.0.0.1`` (a free port) in a
 background thread, written from the service's public API documentation (see each
@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import pytest
 
 from ._server import Gate, RecordedRequest, StandIn
+from .joplin import JoplinStandIn
 from .mastodon import MastodonStandIn
 from .notifier import NotifierStandIn
 from .trello import TrelloStandIn
@@ -36,12 +37,14 @@ from .wallabag import WallabagStandIn
 
 __all__ = [
     "Gate",
+    "JoplinStandIn",
     "MastodonStandIn",
     "NotifierStandIn",
     "RecordedRequest",
     "StandIn",
     "TrelloStandIn",
     "WallabagStandIn",
+    "joplin",
     "mastodon",
     "notifier",
     "trello",
@@ -74,4 +77,11 @@ def trello() -> Iterator[TrelloStandIn]:
 def notifier() -> Iterator[NotifierStandIn]:
     """A web hook that takes Apprise's ``json://`` and ``form://`` notifications."""
     with NotifierStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def joplin() -> Iterator[JoplinStandIn]:
+    """The Joplin app's Data API with one notebook, "Notes" (``joplin.token``)."""
+    with JoplinStandIn() as standin:
         yield standin

@@ -30,7 +30,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .. import _runtime
+from .. import (
+    _http,  # noqa: F401 - its log filter keeps tokens in URLs (Joplin's ?token=) out of logs
+    _runtime,
+)
 from ..exceptions import (
     ConfigurationError,
     ServiceAuthError,
@@ -60,7 +63,7 @@ def service_message(r: httpx.Response) -> str:
         for key in ("error_description", "message", "error"):
             value = body.get(key)
             if isinstance(value, str) and value:
-                return value[:200]
+                return value.split("\n\n", 1)[0][:200]  # Joplin adds its stack trace
         errors = body.get("errors")  # Wallabag's form errors
         if errors:
             return str(errors)[:200]
