@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import regex
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeGrant,
@@ -1150,8 +1151,9 @@ class MastodonStandIn(StandIn):
             return self._page_response(values, link)
 
     def _text_length(self, text: str) -> int:
-        # StatusLengthValidator: every URL counts characters_reserved_per_url.
-        return len(URL_RE.sub("x" * self.characters_reserved_per_url, text))
+        # StatusLengthValidator: grapheme clusters (each_grapheme_cluster.size), every URL
+        # counting characters_reserved_per_url.
+        return len(regex.findall(r"\X", URL_RE.sub("x" * self.characters_reserved_per_url, text)))
 
     async def _post_status(self, request: Request) -> Response:
         """methods/statuses#create, with the Idempotency-Key header."""

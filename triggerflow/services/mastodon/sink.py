@@ -3,8 +3,9 @@
 Each item becomes one status (``POST /api/v1/statuses``) with the delivery's id as
 ``Idempotency-Key``: when an answer is lost and the step is retried, Mastodon returns
 the status it already made instead of posting twice. The length limit is the
-instance's (``GET /api/v2/instance``: ``configuration.statuses``, where every URL counts
-as ``characters_reserved_per_url``); longer text is cut and the link is kept.
+instance's (``GET /api/v2/instance``: ``configuration.statuses``, in grapheme clusters,
+where every URL counts as ``characters_reserved_per_url``); longer text is cut at a word
+(never inside a character) and the link is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..._format import Format, render
+from ..._text import fit, grapheme_count
 from ...limits import Limit
 from ...types import Item, SinkReport
 from .._client import ServiceClient
@@ -58,30 +60,13 @@ def mastodon(
     )
 
 
-def _length(text: str, url_length: int) -> int:
-    """Mastodon's count: every URL is ``url_length`` characters, whatever its length."""
-    return len(_URL.sub("x" * url_length, text))
-
-
 def fit_status(text: str, link: str, max_chars: int, url_length: int = 23) -> str:
-    """``text`` cut to ``max_chars`` as Mastodon counts them, keeping ``link`` whole."""
-    if _length(text, url_length) <= max_chars:
-        return text
-    tail = ""
-    if link and link in text:
-        text = text.replace(link, "").rstrip()
-        tail = "\n" + link
-    room = max_chars - _length(tail, url_length) - 1  # 1 for the ellipsis
-    words = text.split(" ")
-    kept = ""
-    for word in words:  # whole words, and never half a URL
-        candidate = f"{kept} {word}" if kept else word
-        if _length(candidate, url_length) > room:
-            break
-        kept = candidate
-    if not kept:  # one long word: cut it by characters
-        kept = text[: max(room, 0)]
-    return kept.rstrip() + "…" + tail
+    """``text`` cut to ``max_chars`` as Mastodon counts them, keeping ``link`` whole.
+
+    Mastodon counts grapheme clusters (``StatusLengthValidator``), every URL as
+    ``url_length`` of them.
+    """
+    return fit(text, max_chars, lambda t: grapheme_count(_URL.sub("x" * url_length, t)), keep=link)
 
 
 @dataclass(frozen=True)
