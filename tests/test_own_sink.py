@@ -616,3 +616,50 @@ def test_the_readmes_shortened_sink_delivers_the_same_way(
     assert hook.requests[0].key and hook.requests[0].key == hook.requests[1].key
     assert hook.titles() == ["post 0"]
     assert readme_sink().sinks[0].sent == 0 and len(hook.requests) == 2
+
+
+@dataclass(frozen=True)
+class Crashing:
+    """A sink of one's own with a bug: it raises what no sink should."""
+
+    sink: str = "crashing"
+    target: str = "nowhere"
+
+    def problem(self) -> str | None:
+        return None
+
+    def preview(self, item: Item) -> str:
+        return item.title
+
+    def open(self) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def session() -> Iterator[Any]:
+            def post(item: Item, attempt: Any) -> None:
+                raise KeyError("no such field: 'title2'")
+
+            yield post
+
+        return session()
+
+
+def test_a_bug_in_ones_own_sink_is_named_once_with_its_route(
+    feeds: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from triggerflow.sinks import deliver
+
+    feeds.publish("/bug.xml", titles(1))
+
+    @trigger(name="buggy")
+    def buggy() -> None:
+        deliver(Crashing(), rss(feeds.url("/bug.xml")))
+
+    with pytest.raises(TriggerRunFailed) as failed:
+        buggy()
+    message = str(failed.value)
+    assert "KeyError: \"no such field: 'title2'\"" in message, message
+    assert message.count("crashing → nowhere") <= 1, message
+    logged = [r.getMessage() for r in caplog.records if "KeyError" in r.getMessage()]
+    assert logged and all(m.count("crashing → nowhere") <= 1 for m in logged), logged
+    assert logged[0].startswith("crashing → nowhere: KeyError"), logged

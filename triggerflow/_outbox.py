@@ -289,7 +289,8 @@ def deliver(
     except TriggerflowError as e:
         error = e
     except Exception as e:  # a sink of a user's own: its error, in its words
-        error = SinkError(f"{route}: {type(e).__name__}: {e}")
+        # The route is named where the error is logged and reported: not in it too.
+        error = SinkError(f"{type(e).__name__}: {e}")
         error.__cause__ = e
     finally:
         recorder.close()
