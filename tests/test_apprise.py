@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from standins import NotifierStandIn
+from test_services import example_reading
 
 from triggerflow import sinks, trigger
-from triggerflow._discovery import discover
 from triggerflow.blocks import AppriseAccount
 from triggerflow.exceptions import ConfigurationError, TriggerRunFailed
 from triggerflow.services.apprise.connect import connect_apprise
@@ -160,13 +160,7 @@ def test_the_example_sends_releases_to_the_phone(
     connect_apprise(f"json://{notifier.host}/phone", "phone", say=lambda _: None)
     monkeypatch.setenv("TRIGGERFLOW_FIRST_RUN", "10")
     feeds.publish("/py.xml", [f"3.14.{i}" for i in range(7)])
-    found = discover(Path(__file__).resolve().parents[1] / "flows")
-    assert not found.errors
-    example = found.triggers["releases_to_phone"]
-    real_rss = example.user_fn.__globals__["rss"]
-    monkeypatch.setitem(
-        example.user_fn.__globals__, "rss", lambda _url: real_rss(feeds.url("/py.xml"))
-    )
+    example = example_reading("releases_to_phone", feeds.url("/py.xml"), monkeypatch)
     run = example()
     assert (run.sinks[0].sent, run.sinks[0].queued) == (5, 2)  # "5/day": the rest waits
     assert [g["title"] for g in notifier.received()] == [f"Python: 3.14.{i}" for i in range(5)]

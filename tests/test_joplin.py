@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from standins import JoplinStandIn, NotifierStandIn
+from test_services import example_reading
 
 from triggerflow import sinks, trigger
-from triggerflow._discovery import discover
 from triggerflow.blocks import JoplinAccount
 from triggerflow.exceptions import ConfigurationError, TriggerRunFailed
 from triggerflow.services.joplin.connect import connect_joplin
@@ -241,13 +241,7 @@ def test_the_example_keeps_python_news_in_a_notebook(
 ) -> None:
     connected(joplin)
     feeds.publish("/py.xml", ["Python 3.15.0a1", "Python 3.14.2"])
-    found = discover(Path(__file__).resolve().parents[1] / "flows")
-    assert not found.errors
-    example = found.triggers["news_to_joplin"]
-    real_rss = example.user_fn.__globals__["rss"]
-    monkeypatch.setitem(
-        example.user_fn.__globals__, "rss", lambda _url: real_rss(feeds.url("/py.xml"))
-    )
+    example = example_reading("news_to_joplin", feeds.url("/py.xml"), monkeypatch)
     assert example().sinks[0].sent == 2
     (folder,) = [f for f in joplin.folders() if f["title"] == "Python news"]
     assert [(n.title, n.parent_id, n.tags) for n in joplin.notes()] == [

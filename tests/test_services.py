@@ -360,6 +360,31 @@ def test_mastodon_429_waits_until_the_reset_it_names(mastodon: MastodonStandIn, 
     assert posts[1].time >= reset  # not one request before the reset
 
 
+def test_the_ietf_ratelimit_headers_are_read_too(
+    wallabag: Any, feeds: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RateLimit-Remaining / RateLimit-Reset (seconds from now, or Unix time as Bluesky
+    sends it), as a proxy in front of a service may answer."""
+    wallabag_account(wallabag)
+    feeds.publish("/i.xml", ["a"])
+    url = feeds.url("/i.xml")
+    reset = time.time() + 1.5
+    wallabag.fail_next(
+        1, 429, {"code": 429, "message": "Too many requests"}, path="/api/entries.json",
+        method="POST", headers={"RateLimit-Remaining": "0", "RateLimit-Reset": f"{reset:.3f}"},
+    )  # fmt: skip
+
+    @trigger
+    def save() -> None:
+        sinks.wallabag(rss(url))
+
+    assert save().sinks[0].sent == 1
+    # It waited for the reset inside the step, instead of failing it for Prefect to retry.
+    assert "Wallabag answered 429 (too many requests): waiting" in caplog.text
+    posts = wallabag.requests_to("/api/entries.json", "POST")
+    assert len(posts) == 2 and posts[1].time >= reset
+
+
 def test_mastodon_remaining_zero_waits_before_the_next_request(feeds: Any) -> None:
     with MastodonStandIn(rate_period=4) as m:
         mastodon_account(m)
@@ -505,6 +530,14 @@ def _example(name: str) -> Any:
     return found.triggers[name]
 
 
+def example_reading(name: str, feed_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The example trigger ``name`` of flows/, its ``rss(...)`` reading ``feed_url``."""
+    example = _example(name)
+    real_rss = example.user_fn.__globals__["rss"]
+    monkeypatch.setitem(example.user_fn.__globals__, "rss", lambda _url: real_rss(feed_url))
+    return example
+
+
 def test_example_github_issue_opened_becomes_a_trello_card(
     trello: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -548,11 +581,7 @@ def test_example_feed_to_mastodon_keeps_its_limit(
     mastodon_account(mastodon)
     monkeypatch.setenv("TRIGGERFLOW_FIRST_RUN", "10")
     feeds.publish("/blog.xml", [f"post {i}" for i in range(5)])
-    example = _example("python_news_to_mastodon")
-    real_rss = example.user_fn.__globals__["rss"]
-    monkeypatch.setitem(
-        example.user_fn.__globals__, "rss", lambda _url: real_rss(feeds.url("/blog.xml"))
-    )
+    example = example_reading("python_news_to_mastodon", feeds.url("/blog.xml"), monkeypatch)
     run = example()
     assert (run.sinks[0].sent, run.sinks[0].queued) == (3, 2)  # "3/hour": the rest waits
     assert {s["visibility"] for s in mastodon.posted} == {"unlisted"}

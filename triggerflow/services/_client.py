@@ -9,9 +9,10 @@
   saved password);
 * keeps to the service's rate limit: a window counted here (``Service.window``: Trello
   sends no rate headers),
-  ``X-RateLimit-Remaining: 0`` waits for ``X-RateLimit-Reset`` (ISO 8601 on Mastodon)
-  before the next request, and a 429 waits until the reset, bounded by
-  ``TRIGGERFLOW_RATE_LIMIT_WAIT``; beyond that it is a transient error Prefect retries;
+  ``X-RateLimit-Remaining: 0`` (or the IETF draft's ``RateLimit-Remaining``) waits for
+  the reset (ISO 8601 on Mastodon, Unix time or seconds elsewhere) before the next
+  request, and a 429 waits until the reset, bounded by ``TRIGGERFLOW_RATE_LIMIT_WAIT``;
+  beyond that it is a transient error Prefect retries;
 * translates every failure into the error tree, in words a user understands:
   timeouts/5xx/429 transient, 401/403 "reconnect the account", 404 not found, other
   refusals (422) with the service's own message. Foreign exceptions are never chained:
@@ -73,7 +74,8 @@ def service_message(r: httpx.Response) -> str:
 
 def _reset_at(r: httpx.Response) -> float | None:
     """When a rate limit resets (Unix time), from the headers services send."""
-    reset = r.headers.get("x-ratelimit-reset")
+    # X-RateLimit-* (Mastodon), or the IETF draft's RateLimit-* (Bluesky, proxies).
+    reset = r.headers.get("x-ratelimit-reset") or r.headers.get("ratelimit-reset")
     if reset:
         try:
             return datetime.fromisoformat(reset).timestamp()  # Mastodon: ISO 8601
@@ -208,7 +210,12 @@ class ServiceClient:
                 reset = _reset_at(r) or (time.time() + wait if wait is not None else None)
                 waited += self._wait_for(reset, waited, "answered 429 (too many requests)")
                 continue
-            if r.status_code == 401 and not refreshed and self.block.refresh_token is not None:
+            if (
+                r.status_code == 401
+                and not refreshed
+                and self.block.refresh_token is not None
+                and hasattr(self._http, "refresh_token")  # an OAuth 2 client (Authlib)
+            ):
                 # The token died before the time it was given (revoked, clock skew): one
                 # refresh, then the call once more.
                 refreshed = True
@@ -283,7 +290,8 @@ class ServiceClient:
         return delay
 
     def _note_limits(self, r: httpx.Response) -> None:
-        if r.headers.get("x-ratelimit-remaining") == "0":
+        remaining = r.headers.get("x-ratelimit-remaining") or r.headers.get("ratelimit-remaining")
+        if remaining == "0":
             reset = _reset_at(r)
             if reset is not None:
                 self._not_before = max(self._not_before, reset)
