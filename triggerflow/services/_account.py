@@ -68,7 +68,12 @@ class ServiceAccount(Block):
         headers: dict[str, str],
         timeout: httpx.Timeout,
     ) -> httpx.Client:
-        """An httpx client that signs every request of this account."""
+        """An httpx client that signs every request of this account (with :meth:`auth`)."""
+        return httpx.Client(headers=headers, timeout=timeout, auth=self.auth(update_token))
+
+    def auth(self, update_token: Callable[..., None]) -> httpx.Auth:
+        """How a request of this account is signed (an httpx auth); ``update_token`` is
+        handed a token that was renewed, to be saved."""
         raise NotImplementedError
 
     def state(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import httpx
 
@@ -21,16 +21,17 @@ class JoplinAccount(ServiceAccount):
     _block_type_slug = "triggerflow-joplin-account"
     _description = "The Joplin app's Data API, connected with `triggerflow connect joplin`."
 
-    def http_client(
-        self,
-        *,
-        token_endpoint: str | None,
-        update_token: Callable[..., None],
-        headers: dict[str, str],
-        timeout: httpx.Timeout,
-    ) -> httpx.Client:
+    def auth(self, update_token: Callable[..., None]) -> httpx.Auth:
         """Every Joplin version reads the token from the query (``?token=``); newer ones
         also from a Bearer header, which older ones refuse. httpx's log of each request
         keeps only the origin (``triggerflow._http``), so the token is never logged."""
-        token = self.token().get("access_token", "")
-        return httpx.Client(headers=headers, params={"token": token}, timeout=timeout)
+        return _QueryToken(self.token().get("access_token", ""))
+
+
+class _QueryToken(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.url = request.url.copy_merge_params({"token": self._token})
+        yield request

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import httpx
 from pydantic import Field
@@ -21,15 +21,16 @@ class TrelloAccount(ServiceAccount):
 
     api_key: str = Field(description="The Power-Up's API key (https://trello.com/power-ups/admin).")
 
-    def http_client(
-        self,
-        *,
-        token_endpoint: str | None,
-        update_token: Callable[..., None],
-        headers: dict[str, str],
-        timeout: httpx.Timeout,
-    ) -> httpx.Client:
+    def auth(self, update_token: Callable[..., None]) -> httpx.Auth:
         """Trello reads key and token from an OAuth 1 header (never from logged URLs)."""
         token = self.token().get("access_token", "")
-        auth = f'OAuth oauth_consumer_key="{self.api_key}", oauth_token="{token}"'
-        return httpx.Client(headers={**headers, "Authorization": auth}, timeout=timeout)
+        return _Header(f'OAuth oauth_consumer_key="{self.api_key}", oauth_token="{token}"')
+
+
+class _Header(httpx.Auth):
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._value
+        yield request
