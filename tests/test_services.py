@@ -514,6 +514,29 @@ def test_no_token_or_secret_in_logs_errors_reprs_or_the_store(
         assert secret.encode() not in (data_dir / "triggerflow.duckdb").read_bytes()
 
 
+def test_a_service_quoting_a_saved_password_back_gets_it_masked(
+    feeds: Any, request: pytest.FixtureRequest
+) -> None:
+    """Every secret of an account is masked in a service's answer, not only its tokens
+    (Wallabag's kept password is one): services may quote what they were sent."""
+    wallabag = WallabagStandIn(password="pw-Quoted-back-1").start()
+    request.addfinalizer(wallabag.close)
+    wallabag_account(wallabag)
+    feeds.publish("/q.xml", ["a"])
+    url = feeds.url("/q.xml")
+    wallabag.fail_next(1, 422, {"message": "cannot save: user wallabag/pw-Quoted-back-1"},
+                       path="/api/entries.json")  # fmt: skip
+
+    @trigger
+    def save() -> None:
+        sinks.wallabag(rss(url))
+
+    with pytest.raises(TriggerRunFailed) as failed:
+        save()
+    assert "cannot save: user wallabag/***" in str(failed.value)
+    assert "pw-Quoted-back-1" not in str(failed.value) + repr(failed.value)
+
+
 def test_check_names_the_unconnected_account() -> None:
     @trigger
     def unconnected() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from .. import (
     _http,  # noqa: F401 - its log filter keeps tokens in URLs (Joplin's ?token=) out of logs
@@ -336,9 +337,9 @@ class ServiceClient:
     def _scrub(self, text: str) -> str:
         """Services may quote what they were sent: never pass a secret on."""
         block = self.block
-        secrets = [block.access_token, block.refresh_token, getattr(block, "client_secret", None)]
-        for secret in secrets:
-            value = secret.get_secret_value() if secret is not None else ""
+        for name in type(block).model_fields:  # every secret of every account type
+            secret = getattr(block, name, None)
+            value = secret.get_secret_value() if isinstance(secret, SecretStr) else ""
             if len(value) >= 8:
                 text = text.replace(value, "***")
         return text
