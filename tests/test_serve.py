@@ -48,7 +48,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         # The examples need an XMPP account that is not configured here: shown, with the fix.
         assert "python_news (every 15m): not configured" in out
         assert "TRIGGERFLOW_XMPP_DEFAULT_JID" in out
-        by_name = serve.deployments(10)
+        by_name = serve.deployments(11)
         assert set(by_name) == {
             "python_news",
             "morning_releases",
@@ -60,6 +60,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
             "github_issues_to_trello",
             "releases_to_phone",
             "news_to_joplin",
+            "news_to_bluesky",
         }
         assert (
             "github_activity (on GitHub push, pull_request, issues, release, workflow_run from "
@@ -79,6 +80,8 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         assert "triggerflow connect apprise --account phone" in out
         assert by_name["news_to_joplin"]["paused"] is True
         assert "triggerflow connect joplin --account default" in out
+        assert by_name["news_to_bluesky"]["paused"] is True
+        assert "triggerflow connect bluesky --account default" in out
         news = by_name["python_news"]
         assert news["paused"] is True  # not configured: no failing run every 15 minutes
         assert "triggerflow" in news["tags"]

@@ -91,7 +91,7 @@ class Item:
         if self.title.strip():
             return " ".join(self.title.split())
         for text in (self.summary, self.content):
-            words = _plain_text(text)
+            words = plain_text(text)
             if words:
                 return _cut_words(words, 60)
         return self.link or "(untitled)"
@@ -382,7 +382,7 @@ class _TextOnly(HTMLParser):
             self.parts.append(data)
 
 
-def _plain_text(text: str) -> str:
+def plain_text(text: str) -> str:
     """``text`` (plain or HTML) as one line of words, tags removed, entities decoded."""
     if "<" not in text and "&" not in text:
         return " ".join(text.split())

@@ -1,5 +1,5 @@
 """Stand-ins for the third-party web APIs triggerflow talks to: Mastodon, Wallabag, Trello,
-Joplin's Data API, and a web hook for Apprise's generic notifiers.
+Joplin's Data API, a Bluesky PDS, and a web hook for Apprise's generic notifiers.
 
 Each is a small Starlette app served by uvicorn on ``127.0.0.1`` (a free port) in a
 background thread, written from the service's public API documentation (see each
@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import pytest
 
 from ._server import Gate, RecordedRequest, StandIn
+from .bluesky import BlueskyStandIn
 from .joplin import JoplinStandIn
 from .mastodon import MastodonStandIn
 from .notifier import NotifierStandIn
@@ -36,6 +37,7 @@ from .trello import TrelloStandIn
 from .wallabag import WallabagStandIn
 
 __all__ = [
+    "BlueskyStandIn",
     "Gate",
     "JoplinStandIn",
     "MastodonStandIn",
@@ -44,6 +46,7 @@ __all__ = [
     "StandIn",
     "TrelloStandIn",
     "WallabagStandIn",
+    "bluesky",
     "joplin",
     "mastodon",
     "notifier",
@@ -84,4 +87,11 @@ def notifier() -> Iterator[NotifierStandIn]:
 def joplin() -> Iterator[JoplinStandIn]:
     """The Joplin app's Data API with one notebook, "Notes" (``joplin.token``)."""
     with JoplinStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def bluesky() -> Iterator[BlueskyStandIn]:
+    """A Bluesky PDS with ``alice.test`` and its app password (``bluesky.app_password``)."""
+    with BlueskyStandIn() as standin:
         yield standin

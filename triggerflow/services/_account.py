@@ -24,10 +24,17 @@ from . import service as service_spec
 __all__ = [
     "OAuth2Account",
     "ServiceAccount",
+    "SessionRefused",
     "block_name",
     "load_service_account",
     "without_temporary_server",
 ]
+
+
+class SessionRefused(Exception):
+    """An account's own sign-in (its :meth:`ServiceAccount.auth`) was refused for good:
+    the message says why, in words for the user, never with a secret. The client turns
+    it into "reconnect the account"."""
 
 
 class ServiceAccount(Block):

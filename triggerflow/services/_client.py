@@ -46,7 +46,7 @@ from ..exceptions import (
     ServiceUnavailable,
 )
 from . import service as service_spec
-from ._account import ServiceAccount, block_name, load_service_account
+from ._account import ServiceAccount, SessionRefused, block_name, load_service_account
 from ._oauth import oauth_call, require_https
 
 __all__ = ["ServiceClient", "service_message"]
@@ -189,13 +189,20 @@ class ServiceClient:
         return self.request("POST", path, what=what, **kwargs)
 
     def request(
-        self, method: str, path: str, *, what: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str | None = None,
+        accept: tuple[int, ...] = (),
+        **kwargs: Any,
     ) -> httpx.Response:
-        """One API call; a 2xx/3xx response, or a :class:`ServiceError`.
+        """One API call; a 2xx/3xx response (or one of ``accept``), or a :class:`ServiceError`.
 
         ``path`` is relative to the account's URL (or a full URL on it: the token is
         never sent to another address); ``what`` names the thing for error messages (``"list
-        5f…"``); ``kwargs`` go to httpx (``params``, ``data``, ``json``, ``headers``).
+        5f…"``); ``accept``: statuses that are an answer, not an error (Bluesky's 400
+        ``RecordNotFound``); ``kwargs`` go to httpx (``params``, ``data``, ``json``, ``headers``).
         """
         url = path if path.startswith(("http://", "https://")) else self.base + path
         if not url.startswith(self.base + "/"):  # the token goes with it: never elsewhere
@@ -222,9 +229,9 @@ class ServiceClient:
                 refreshed = True
                 self._refresh()
                 continue
-            if r.status_code < 400:
+            if r.status_code < 400 or r.status_code in accept:
                 return r
-            raise self._error(r, what or f"{method} {urlsplit(url).path}")
+            raise self.error(r, what or f"{method} {urlsplit(url).path}")
         raise ServiceRateLimited(
             self.service,
             f"{self.name}: still rate limited after {MAX_RATE_WAITS} waits; try later",
@@ -252,6 +259,8 @@ class ServiceClient:
         except AuthlibBaseError as e:
             why = getattr(e, "description", None) or getattr(e, "error", None) or "refused"
             raise self._auth_error(f"the token could not be refreshed: {why}") from None
+        except SessionRefused as e:  # an account's own sign-in (Bluesky's session)
+            raise self._auth_error(self._scrub(str(e))) from None
 
     def _refresh(self) -> None:
         from authlib.common.errors import AuthlibBaseError
@@ -321,7 +330,8 @@ class ServiceClient:
             status,
         )
 
-    def _error(self, r: httpx.Response, what: str) -> ServiceError:
+    def error(self, r: httpx.Response, what: str) -> ServiceError:
+        """The error for refusal ``r`` of ``what``, in words a user understands."""
         why = self._scrub(service_message(r))
         status = r.status_code
         if status in (401, 403):
