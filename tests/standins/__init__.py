@@ -1,5 +1,6 @@
 """Stand-ins for the third-party web APIs triggerflow talks to: Mastodon, Wallabag, Trello,
-Joplin's Data API, a Bluesky PDS, and a web hook for Apprise's generic notifiers.
+Joplin's Data API, a Bluesky PDS, Evernote's Thrift API, and a web hook for Apprise's
+generic notifiers.
 
 Each is a small Starlette app served by uvicorn on ``127.0.0.1`` (a free port) in a
 background thread, written from the service's public API documentation (see each
@@ -30,6 +31,7 @@ import pytest
 
 from ._server import Gate, RecordedRequest, StandIn
 from .bluesky import BlueskyStandIn
+from .evernote import EvernoteStandIn
 from .joplin import JoplinStandIn
 from .mastodon import MastodonStandIn
 from .notifier import NotifierStandIn
@@ -38,6 +40,7 @@ from .wallabag import WallabagStandIn
 
 __all__ = [
     "BlueskyStandIn",
+    "EvernoteStandIn",
     "Gate",
     "JoplinStandIn",
     "MastodonStandIn",
@@ -47,6 +50,7 @@ __all__ = [
     "TrelloStandIn",
     "WallabagStandIn",
     "bluesky",
+    "evernote",
     "joplin",
     "mastodon",
     "notifier",
@@ -94,4 +98,11 @@ def joplin() -> Iterator[JoplinStandIn]:
 def bluesky() -> Iterator[BlueskyStandIn]:
     """A Bluesky PDS with ``alice.test`` and its app password (``bluesky.app_password``)."""
     with BlueskyStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def evernote() -> Iterator[EvernoteStandIn]:
+    """Evernote's API with one account and its developer token (``evernote.token``)."""
+    with EvernoteStandIn() as standin:
         yield standin

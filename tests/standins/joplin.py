@@ -28,6 +28,12 @@ and the code it documents (``packages/lib/services/rest/Api.ts``, ``routes/notes
   ``{"id", "item_type": 1, "item_id", "type": 1|2|3, "created_time"}`` (created, updated,
   deleted), ``has_more`` when 100 came, and the last one's id as the cursor.
 
+* :meth:`JoplinStandIn.import_enex`: the app's *File > Import > ENEX* (Joplin's
+  ``import-enex.ts``): the file is read with a strict XML parser (Joplin's ``sax`` in
+  strict mode refuses what is not well-formed), each ``<note>``'s ``title``,
+  ``created``/``updated`` (``yyyymmddThhmmssZ``), ``tag``s, ``note-attributes``
+  (``author``, ``source-url``) and ``content``, whose ENML is parsed strictly too.
+
 Not modelled: resources (attachments) and the images Joplin downloads from a note's
 HTML, search, revisions, sync, encryption, the trash, nested notebooks' ``as_tree``.
 """
@@ -38,7 +44,9 @@ import copy
 import json
 import re
 import secrets
+import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -108,6 +116,31 @@ class JoplinStandIn(StandIn):
         """A note made in the app (an event says so)."""
         with self.lock:
             return self._create({"id": note_id, "title": title, "body": body, "parent_id": folder})
+
+    def import_enex(self, data: bytes, folder: str | None = None) -> list[JoplinNote]:
+        """Import an ENEX file as the app does; a file that is not well-formed XML, or a
+        note whose ENML is not, raises ``ET.ParseError`` (the app's import fails)."""
+        made = []
+        for note in ET.fromstring(data).iter("note"):
+            content = ET.fromstring((note.findtext("content") or "").encode())  # ENML
+            if content.tag != "en-note":
+                raise ET.ParseError(f"content is <{content.tag}>, not <en-note>")
+            attributes = note.find("note-attributes")
+            created = note.findtext("created")
+            data_ = {
+                "title": note.findtext("title") or "",
+                "body_html": ET.tostring(content, encoding="unicode"),
+                "parent_id": folder,
+                "tags": ",".join(t.text or "" for t in note.findall("tag")),
+                "source_url": attributes.findtext("source-url") if attributes is not None else "",
+                "author": attributes.findtext("author") if attributes is not None else "",
+            }
+            if created:
+                when = datetime.strptime(created, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+                data_["user_created_time"] = int(when.timestamp() * 1000)
+            with self.lock:
+                made.append(self._create(data_))
+        return made
 
     def delete_note(self, note_id: str) -> None:
         with self.lock:

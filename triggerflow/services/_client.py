@@ -171,14 +171,14 @@ class ServiceClient:
         """The refresh token expired too: sign in again if the account can (Wallabag)."""
         grant = self.block.sign_in()
         if grant is None:
-            raise self._auth_error("the saved token has expired and cannot be refreshed")
+            raise self.auth_error("the saved token has expired and cannot be refreshed")
         try:
             token = oauth_call(
                 f"{self.name} {self.base}",
                 lambda: self._http.fetch_token(self._token_endpoint(), **grant),  # type: ignore[attr-defined]
             )
         except ConfigurationError as e:  # the password is refused, or the server is away
-            raise self._auth_error(str(e)) from None
+            raise self.auth_error(str(e)) from None
         self._token_refreshed(token)
 
     # -- requests ------------------------------------------------------------------------
@@ -258,9 +258,9 @@ class ServiceClient:
             ) from None
         except AuthlibBaseError as e:
             why = getattr(e, "description", None) or getattr(e, "error", None) or "refused"
-            raise self._auth_error(f"the token could not be refreshed: {why}") from None
+            raise self.auth_error(f"the token could not be refreshed: {why}") from None
         except SessionRefused as e:  # an account's own sign-in (Bluesky's session)
-            raise self._auth_error(self._scrub(str(e))) from None
+            raise self.auth_error(self._scrub(str(e))) from None
 
     def _refresh(self) -> None:
         from authlib.common.errors import AuthlibBaseError
@@ -271,7 +271,7 @@ class ServiceClient:
             if getattr(e, "error", None) == "invalid_grant":
                 self._sign_in_again()
                 return
-            raise self._auth_error("the token could not be refreshed") from None
+            raise self.auth_error("the token could not be refreshed") from None
         except httpx.HTTPError as e:
             raise ServiceUnavailable(
                 self.service, f"{self.name} ({self.base}) cannot be reached ({type(e).__name__})"
@@ -321,7 +321,8 @@ class ServiceClient:
         return delay
 
     # -- errors --------------------------------------------------------------------------
-    def _auth_error(self, why: str, status: int | None = None) -> ServiceAuthError:
+    def auth_error(self, why: str, status: int | None = None) -> ServiceAuthError:
+        """The account was refused (``why``): the error says to reconnect it."""
         return ServiceAuthError(
             self.service,
             f"{self.name} account {self.account!r} ({self.block.user or self.base}): {why}; "
@@ -335,7 +336,7 @@ class ServiceClient:
         why = self._scrub(service_message(r))
         status = r.status_code
         if status in (401, 403):
-            return self._auth_error(f"refused ({status}: {why})", status)
+            return self.auth_error(f"refused ({status}: {why})", status)
         if status == 404:
             return ServiceNotFound(self.service, f"{self.name}: {what} not found ({why})", 404)
         if status >= 500:
