@@ -48,7 +48,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         # The examples need an XMPP account that is not configured here: shown, with the fix.
         assert "python_news (every 15m): not configured" in out
         assert "TRIGGERFLOW_XMPP_DEFAULT_JID" in out
-        by_name = serve.deployments(12)
+        by_name = serve.deployments(13)
         assert set(by_name) == {
             "python_news",
             "morning_releases",
@@ -62,6 +62,7 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
             "news_to_joplin",
             "news_to_bluesky",
             "news_to_evernote",
+            "news_to_x",
         }
         assert (
             "github_activity (on GitHub push, pull_request, issues, release, workflow_run from "
@@ -85,6 +86,8 @@ def test_serve_deploys_the_example_triggers_and_stops_cleanly(
         assert "triggerflow connect bluesky --account default" in out
         assert by_name["news_to_evernote"]["paused"] is True
         assert "triggerflow connect evernote --account default" in out
+        assert by_name["news_to_x"]["paused"] is True
+        assert "triggerflow connect x --account default" in out
         news = by_name["python_news"]
         assert news["paused"] is True  # not configured: no failing run every 15 minutes
         assert "triggerflow" in news["tags"]

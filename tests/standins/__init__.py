@@ -1,6 +1,6 @@
 """Stand-ins for the third-party web APIs triggerflow talks to: Mastodon, Wallabag, Trello,
-Joplin's Data API, a Bluesky PDS, Evernote's Thrift API, and a web hook for Apprise's
-generic notifiers.
+Joplin's Data API, a Bluesky PDS, Evernote's Thrift API, X's API v2, and a web hook for
+Apprise's generic notifiers.
 
 Each is a small Starlette app served by uvicorn on ``127.0.0.1`` (a free port) in a
 background thread, written from the service's public API documentation (see each
@@ -37,6 +37,7 @@ from .mastodon import MastodonStandIn
 from .notifier import NotifierStandIn
 from .trello import TrelloStandIn
 from .wallabag import WallabagStandIn
+from .x import XStandIn
 
 __all__ = [
     "BlueskyStandIn",
@@ -49,6 +50,7 @@ __all__ = [
     "StandIn",
     "TrelloStandIn",
     "WallabagStandIn",
+    "XStandIn",
     "bluesky",
     "evernote",
     "joplin",
@@ -56,6 +58,7 @@ __all__ = [
     "notifier",
     "trello",
     "wallabag",
+    "x_api",
 ]
 
 
@@ -105,4 +108,18 @@ def bluesky() -> Iterator[BlueskyStandIn]:
 def evernote() -> Iterator[EvernoteStandIn]:
     """Evernote's API with one account and its developer token (``evernote.token``)."""
     with EvernoteStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def x_api() -> Iterator[XStandIn]:
+    """X's API with user ``tester`` and a confidential app whose callback is on a free
+    loopback port (``x_api.callback_port``)."""
+    import socket
+
+    with socket.socket() as s:  # a free port for the registered callback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with XStandIn(f"http://127.0.0.1:{port}/callback") as standin:
+        standin.callback_port = port
         yield standin

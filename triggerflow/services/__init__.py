@@ -44,6 +44,8 @@ class Service:
     window: tuple[int, float] | None = None
     token_path: str | None = None  # OAuth 2 token endpoint, under the account's URL
     wait_after_429: float | None = None  # a 429 that says nothing about when: wait this long
+    # Refresh tokens that work once (X): refreshed ahead of expiry, one process at a time.
+    rotating_refresh: bool = False
 
     def module(self, part: str) -> str:
         """A module of the service's folder, under ``triggerflow``: ``services.x.sink``."""

@@ -104,6 +104,10 @@ class OAuth2Account(ServiceAccount):
     client_id: str = Field(description="The API client registered with the service.")
     client_secret: SecretStr = Field(description="The API client's secret.")
 
+    def token_auth_method(self) -> str:
+        """How the client authenticates at the token endpoint (RFC 6749 §2.3)."""
+        return "client_secret_post"
+
     def http_client(
         self,
         *,
@@ -121,7 +125,7 @@ class OAuth2Account(ServiceAccount):
             client_secret=self.client_secret.get_secret_value(),
             token=self.token(),
             token_endpoint=token_endpoint,
-            token_endpoint_auth_method="client_secret_post",
+            token_endpoint_auth_method=self.token_auth_method(),
             update_token=update_token,
             headers=headers,
             timeout=timeout,

@@ -52,6 +52,8 @@ from ._oauth import oauth_call, require_https
 __all__ = ["ServiceClient", "service_message"]
 
 MAX_RATE_WAITS = 5  # 429s answered by waiting, per request, before giving up
+RENEW_AHEAD = 120.0  # seconds before expiry that a rotating token is refreshed
+LOCK_WAIT = 60.0  # the longest wait for another process's refresh of the same account
 
 
 def service_message(r: httpx.Response) -> str:
@@ -62,7 +64,12 @@ def service_message(r: httpx.Response) -> str:
     except ValueError:
         body = None
     if isinstance(body, Mapping):
-        for key in ("error_description", "message", "error"):
+        listed = body.get("errors")  # X: [{"message": ...}], more precise than its "detail"
+        if isinstance(listed, list) and listed and isinstance(listed[0], Mapping):
+            first = listed[0].get("message")
+            if isinstance(first, str) and first:
+                return first[:200]
+        for key in ("error_description", "message", "error", "detail"):  # detail: X
             value = body.get(key)
             if isinstance(value, str) and value:
                 return value.split("\n\n", 1)[0][:200]  # Joplin adds its stack trace
@@ -73,10 +80,19 @@ def service_message(r: httpx.Response) -> str:
     return text[:200] if text and not text.startswith("<") else r.reason_phrase
 
 
+def _rate_header(r: httpx.Response, name: str) -> str | None:
+    """``X-RateLimit-<name>`` (Mastodon), ``x-rate-limit-<name>`` (X), or the IETF draft's
+    ``RateLimit-<name>`` (Bluesky, proxies)."""
+    for prefix in ("x-ratelimit-", "x-rate-limit-", "ratelimit-"):
+        value = r.headers.get(prefix + name)
+        if value:
+            return value
+    return None
+
+
 def _reset_at(r: httpx.Response) -> float | None:
     """When a rate limit resets (Unix time), from the headers services send."""
-    # X-RateLimit-* (Mastodon), or the IETF draft's RateLimit-* (Bluesky, proxies).
-    reset = r.headers.get("x-ratelimit-reset") or r.headers.get("ratelimit-reset")
+    reset = _rate_header(r, "reset")
     if reset:
         try:
             return datetime.fromisoformat(reset).timestamp()  # Mastodon: ISO 8601
@@ -210,6 +226,7 @@ class ServiceClient:
         waited = 0.0
         refreshed = False
         for _ in range(MAX_RATE_WAITS + 1):
+            self._renew_ahead()
             waited += self._pace(waited)
             r = self._send(method, url, kwargs)
             self._note_limits(r)
@@ -227,7 +244,10 @@ class ServiceClient:
                 # The token died before the time it was given (revoked, clock skew): one
                 # refresh, then the call once more.
                 refreshed = True
-                self._refresh()
+                if self.spec.rotating_refresh:
+                    self._guarded_refresh()
+                else:
+                    self._refresh()
                 continue
             if r.status_code < 400 or r.status_code in accept:
                 return r
@@ -261,6 +281,47 @@ class ServiceClient:
             raise self.auth_error(f"the token could not be refreshed: {why}") from None
         except SessionRefused as e:  # an account's own sign-in (Bluesky's session)
             raise self.auth_error(self._scrub(str(e))) from None
+
+    def _renew_ahead(self) -> None:
+        """A refresh token that works once (X) is refreshed before the access token
+        expires, not by Authlib on the way: there, two processes could both spend it."""
+        expires = self.block.expires_at
+        if not self.spec.rotating_refresh or self.block.refresh_token is None or not expires:
+            return
+        if expires - RENEW_AHEAD > time.time():
+            return
+        self._guarded_refresh()
+
+    def _guarded_refresh(self) -> None:
+        """Refresh, one process at a time, and only if no other process did first.
+
+        Under a lock (a file in the data folder: processes of one machine) the saved
+        account is read again: when another process refreshed already, its token is
+        taken (its refresh token is the one that still works); else this one refreshes
+        and saves the new pair before the lock is let go.
+        """
+        from .._files import locked
+        from ..config import settings
+
+        lock = settings().data_dir / "locks" / f"{block_name(self.service, self.account)}.lock"
+        try:
+            with locked(lock, LOCK_WAIT, f"{self.name} token refresh"):
+                saved = load_service_account(self.service, self.account)
+                if (
+                    saved.refresh_token is not None
+                    and saved.refresh_token != self.block.refresh_token
+                ):
+                    self.block.set_token(saved.token())
+                    self._http.token = self.block.token()  # type: ignore[attr-defined]
+                    if (saved.expires_at or 0) - RENEW_AHEAD > time.time():
+                        _runtime.logger().info(
+                            "%s account %r: took the token another process refreshed",
+                            self.name, self.account,
+                        )  # fmt: skip
+                        return
+                self._refresh()
+        except TimeoutError as e:
+            raise ServiceUnavailable(self.service, f"{self.name}: {e}") from None
 
     def _refresh(self) -> None:
         from authlib.common.errors import AuthlibBaseError
@@ -300,8 +361,7 @@ class ServiceClient:
         return delay
 
     def _note_limits(self, r: httpx.Response) -> None:
-        remaining = r.headers.get("x-ratelimit-remaining") or r.headers.get("ratelimit-remaining")
-        if remaining == "0":
+        if _rate_header(r, "remaining") == "0":
             reset = _reset_at(r)
             if reset is not None:
                 self._not_before = max(self._not_before, reset)

@@ -21,9 +21,16 @@ from ..types import Item, Items, SourceReport
 from ._account import load_service_account
 from ._client import ServiceClient
 
-__all__ = ["Reader", "read"]
+__all__ = ["Reader", "read", "title_of"]
 
 MAX_PAGES = 10  # pages one read follows at most; the rest comes in the next run
+TITLE_MAX = 120  # a post's first line as its title, cut beyond this
+
+
+def title_of(text: str) -> str:
+    """A post's title: its first line, at most ``TITLE_MAX`` characters."""
+    first = text.strip().split("\n", 1)[0]
+    return first if len(first) <= TITLE_MAX else first[: TITLE_MAX - 1] + "…"
 
 
 class Reader(Protocol):

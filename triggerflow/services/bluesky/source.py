@@ -14,7 +14,7 @@ from typing import Any
 
 from ...types import Item, Items
 from .._client import ServiceClient
-from .._source import MAX_PAGES, read
+from .._source import MAX_PAGES, read, title_of
 
 __all__ = ["bluesky_posts", "post_item"]
 
@@ -99,7 +99,6 @@ def post_item(source: str, entry: dict[str, Any]) -> Item:
     author = post.get("author") or {}
     handle = author.get("handle") or author.get("did", "")
     rkey = str(post["uri"]).rsplit("/", 1)[-1]
-    first = text.strip().split("\n", 1)[0]
     tags = [
         f["tag"]
         for facet in record.get("facets") or ()
@@ -110,7 +109,7 @@ def post_item(source: str, entry: dict[str, Any]) -> Item:
     return Item(
         source=source,
         id=str(post["uri"]),
-        title=first if len(first) <= 120 else first[:119] + "…",
+        title=title_of(text),
         link=f"https://bsky.app/profile/{handle}/post/{rkey}",
         summary=text,
         content=text,

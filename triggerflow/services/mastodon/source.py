@@ -19,7 +19,7 @@ import httpx
 
 from ...types import Item, Items
 from .._client import ServiceClient
-from .._source import MAX_PAGES, read
+from .._source import MAX_PAGES, read, title_of
 
 __all__ = ["mastodon_favourites", "mastodon_hashtag", "mastodon_home", "mastodon_mentions"]
 
@@ -139,12 +139,11 @@ def status_item(source: str, status: dict[str, Any]) -> Item:
     shown = status.get("reblog") or status
     text = html_text(shown.get("content") or "")
     spoiler = shown.get("spoiler_text") or ""
-    first = (spoiler or text).strip().split("\n", 1)[0]
     who = (shown.get("account") or {}).get("acct", "")
     return Item(
         source=source,
         id=str(status["id"]),
-        title=first if len(first) <= 120 else first[:119] + "…",
+        title=title_of(spoiler or text),
         link=shown.get("url") or shown.get("uri") or "",
         summary=text,
         content=shown.get("content") or "",
