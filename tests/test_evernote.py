@@ -297,3 +297,31 @@ def test_example_news_to_evernote(
         g for g, n in evernote.notebooks.items() if n == "Python news"
     }
     assert all(n.tags == ["python", "news"] for n in evernote.notes())
+
+
+def test_the_token_is_nowhere_and_a_preview_makes_nothing(
+    evernote: EvernoteStandIn, feeds: Any, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    block = connected(evernote)
+    feeds.publish("/t.xml", ["a"])
+    url = feeds.url("/t.xml")
+
+    @trigger
+    def keep() -> None:
+        sinks.evernote(rss(url), "Secret-free")
+
+    assert keep.preview().sinks[0].would_send == ["a"]
+    assert evernote.calls("createNote") == 0 and evernote.calls("createNotebook") == 0
+    caplog.set_level(logging.DEBUG)
+    assert keep().sinks[0].sent == 1
+    token = evernote.token
+    evernote.token = "S=s1:U=1:E=other"  # the saved one is refused now
+    feeds.publish("/t.xml", ["a", "b"])
+    with pytest.raises(TriggerRunFailed) as failed:
+        keep()
+    kept = caplog.text + str(failed.value) + repr(failed.value) + repr(block)
+    assert "INVALID_AUTH" in kept and "reconnect the account" in kept
+    stored = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    assert token not in kept and token.encode() not in stored

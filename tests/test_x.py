@@ -271,3 +271,40 @@ def test_example_news_to_x(x_api: XStandIn, feeds: Any, monkeypatch: pytest.Monk
     example = example_reading("news_to_x", feeds.url("/py.xml"), monkeypatch)
     assert example().sinks[0].sent == 4
     assert all("http" not in text for text in x_api.posted_by())  # link=False: the cheap ones
+
+
+def test_no_token_or_secret_in_logs_errors_reprs_or_the_store(
+    x_api: XStandIn, feeds: Any, data_dir: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    connect(x_api)
+    before = saved()
+    feeds.publish("/s.xml", ["a"])
+    url = feeds.url("/s.xml")
+
+    @trigger
+    def share() -> None:
+        sinks.x_post(rss(url))
+        x_mentions()
+
+    caplog.set_level(logging.DEBUG)
+    x_api.expire_tokens()
+    share()  # refreshed on the way: the old and the new tokens are secrets
+    after = saved()
+    x_api.expire_tokens()
+    with x_api.lock:
+        x_api._refresh.clear()  # the refresh token revoked too: reconnect
+    feeds.publish("/s.xml", ["a", "b"])
+    with pytest.raises(TriggerRunFailed) as failed:
+        share()
+    kept = caplog.text + str(failed.value) + repr(failed.value) + repr(after)
+    kept += repr(ServiceClient("x", account_block=after))
+    assert "reconnect the account: triggerflow connect x" in kept
+    secrets = [x_api.client_secret] + [
+        t.get_secret_value() for b in (before, after) for t in (b.access_token, b.refresh_token)
+        if t is not None
+    ]  # fmt: skip
+    stored = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    for secret in secrets:
+        assert secret not in kept and secret.encode() not in stored
