@@ -4,12 +4,16 @@
 
 * signs requests as the connected account says (its block's ``http_client``: Authlib's
   OAuth 2 client, which refreshes an expired token and hands the new one to us to save in
-  the account's block; Trello's key + token header);
+  the account's block; Trello's key + token header; Bluesky's session, which renews
+  itself and raises ``SessionRefused`` when it cannot);
+* refreshes tokens that work once (X: ``Service.rotating_refresh``) ahead of expiry,
+  under a lock and after reading the saved account again, so two processes never spend
+  one refresh token twice;
 * signs in again when the refresh token has expired too and the account can (Wallabag's
   saved password);
 * keeps to the service's rate limit: a window counted here (``Service.window``: Trello
   sends no rate headers),
-  ``X-RateLimit-Remaining: 0`` (or the IETF draft's ``RateLimit-Remaining``) waits for
+  ``X-RateLimit-Remaining: 0`` (X's ``x-rate-limit-*``, the IETF draft's ``RateLimit-*``) waits for
   the reset (ISO 8601 on Mastodon, Unix time or seconds elsewhere) before the next
   request, and a 429 waits until the reset, bounded by ``TRIGGERFLOW_RATE_LIMIT_WAIT``;
   beyond that it is a transient error Prefect retries;

@@ -170,10 +170,10 @@ class _Post(ServicePoster):
         return None
 
     def preview(self, item: Item) -> str:
-        return fit_post(render(item, self.format), item.link)[0]
+        return fit_post(render(item, self.format), item.link)[0]  # what record() posts
 
-    def record(self, item: Item, dids: dict[str, str]) -> dict[str, Any]:
-        text, links = fit_post(render(item, self.format), item.link)
+    def record(self, item: Item, rendered: str, dids: dict[str, str]) -> dict[str, Any]:
+        text, links = fit_post(rendered, item.link)
         record: dict[str, Any] = {
             "$type": POST,
             "text": text,
@@ -219,7 +219,8 @@ class _Post(ServicePoster):
                     return
                 if xrpc_error(r) != "RecordNotFound":
                     raise client.error(r, what)
-            record = self.record(item, resolve(mentions(render(item, self.format))))
+            rendered = render(item, self.format)
+            record = self.record(item, rendered, resolve(mentions(rendered)))
             r = client.post(
                 "/xrpc/com.atproto.repo.putRecord",
                 json={**key, "record": record, "swapRecord": None},
