@@ -1,8 +1,8 @@
 """Shared fixtures: a temporary data dir per test, a real Prefect server per session.
 
-Real parts only: Prosody (xmpp_support.py), HTTP feed servers (feeds_support.py), a Prefect
-test server (prefect_test_harness: a real server process with a temporary SQLite DB) and
-DuckDB files under each test's tmp_path.
+Real parts only: Prosody (xmpp_support.py), HTTP feed servers (feeds_support.py), PostgreSQL
+(postgres_support.py), a Prefect test server (prefect_test_harness: a real server process with
+a temporary SQLite DB) and DuckDB files under each test's tmp_path.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.pop("PREFECT_API_URL", None)
 
-pytest_plugins = ["xmpp_support", "feeds_support", "standins"]
+pytest_plugins = ["xmpp_support", "feeds_support", "standins", "postgres_support"]
 
 
 @pytest.fixture(autouse=True)

@@ -57,6 +57,18 @@ def _tmp(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
 
 
+def _duckdb_only(s: Settings, what: str) -> None:
+    """Refuse ``what`` (a file operation) for a PostgreSQL store, saying what to use."""
+    if s.store_url:
+        from .config import mask_url
+
+        raise StoreError(
+            f"store {mask_url(s.store_url)}: {what} is for the DuckDB file; the store is "
+            "PostgreSQL (TRIGGERFLOW_STORE_URL): use pg_dump and pg_restore, and PostgreSQL's "
+            "own VACUUM"
+        )
+
+
 def backup(s: Settings, dest: Path | None = None, *, prefix: str = "backup") -> Path:
     """Copy the store to ``dest`` (default: a new file in the backup dir), checked.
 
@@ -66,6 +78,7 @@ def backup(s: Settings, dest: Path | None = None, *, prefix: str = "backup") -> 
     Raises:
         StoreError: there is no store yet, it cannot be read, or the copy failed its check.
     """
+    _duckdb_only(s, "store backup")
     if not s.store_path.is_file():
         raise StoreError(f"store {s.store_path}: does not exist yet, nothing to back up")
     dest = _new_name(private_dir(s.backup_dir) if dest is None else dest.expanduser(), prefix)
@@ -97,6 +110,7 @@ def compact(s: Settings) -> Compacted:
     Raises:
         StoreError: there is no store yet, or it could not be compacted (it is unchanged).
     """
+    _duckdb_only(s, "store compact")
     if not s.store_path.is_file():
         raise StoreError(f"store {s.store_path}: does not exist yet, nothing to compact")
     return compact_store(s.store_path, s.store_wait)
@@ -133,6 +147,7 @@ def restore(s: Settings, source: Path) -> Restored:
     """
     from ._prefect_server import running_serve
 
+    _duckdb_only(s, "store restore")
     source = source.expanduser()
     live = running_serve(s)
     if live:

@@ -100,7 +100,8 @@ class Status:
     """What was collected, sent, queued and failed, and why: :func:`status`'s answer.
 
     Attributes:
-        store: the store file it was read from.
+        store: the store it was read from (its file, or its PostgreSQL URL without
+            the password).
         trigger: the trigger asked for (its name as stored, with ``_``), or None: all.
         routes: per (trigger, sink, target): sent, queued, failed, dead and skipped
             counts, the limit, the last error and when the last item went out.
@@ -116,7 +117,7 @@ class Status:
             spool files that cannot be read (only when ``trigger`` is None).
     """
 
-    store: Path
+    store: Path | str
     trigger: str | None = None
     routes: tuple[RouteStatus, ...] = ()
     collected: Mapping[str, int] = field(default_factory=dict)
@@ -189,10 +190,11 @@ def status(
     store = store or Store.default()
     name = trigger.replace("-", "_") if trigger else None
     spooled = SpoolState() if name else spool_state(settings().spool_dir)
-    if not store.path.exists():  # nothing ran: a read does not create the store
+    where = store.path if isinstance(store, Store) else store.location
+    if not store.exists():  # nothing ran: a read does not create the store
         if name:
             raise TriggerNotFound(_not_found(trigger or name, []))
-        return Status(store.path, name, spool=spooled)
+        return Status(where, name, spool=spooled)
     leave_out = () if alerts or name else (ALERTS,)
     with store.transaction(commit=False) as tx:
         routes = [r for r in tx.route_status() if r.trigger not in leave_out]
@@ -219,7 +221,7 @@ def status(
         webhooks = [] if name else [Webhooks(*w) for w in tx.inbox_counts("github")]
         away = tx.vacation()
     return Status(
-        store=store.path,
+        store=where,
         trigger=name,
         routes=tuple(routes),
         collected=dict(sorted(collected.items())),

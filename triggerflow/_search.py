@@ -30,7 +30,7 @@ from typing import Any, Literal
 import duckdb
 
 from ._durations import UNITS_HELP, parse_duration
-from ._store import Store, now, row_to_item
+from ._store import PostgresStore, Store, now, row_to_item
 from ._store import _search as q
 from ._store._fts import Progress, rebuild
 from .exceptions import ConfigurationError, SearchError
@@ -115,7 +115,7 @@ def search(
     trigger: str | None = None,
     source: str | None = None,
     limit: int = 20,
-    store: Store | None = None,
+    store: Store | PostgresStore | None = None,
     reindex: Literal["auto", "never"] = "auto",
     progress: Progress | None = None,
 ) -> SearchResults:
@@ -159,7 +159,9 @@ def search(
     return SearchResults((row_to_item(r[:-1]) for r in rows), (r[-1] for r in rows), query)
 
 
-def rebuild_search_index(store: Store | None = None, progress: Progress | None = None) -> int:
+def rebuild_search_index(
+    store: Store | PostgresStore | None = None, progress: Progress | None = None
+) -> int:
     """Rebuild the search index now; return how many items it covers.
 
     Triggers keep writing meanwhile: the items are copied in short visits to the store
@@ -168,7 +170,7 @@ def rebuild_search_index(store: Store | None = None, progress: Progress | None =
     return rebuild(store or Store.default(), progress)
 
 
-def search_index_status(store: Store | None = None) -> IndexStatus:
+def search_index_status(store: Store | PostgresStore | None = None) -> IndexStatus:
     """How many items the index covers, how many wait for it, and when it was built."""
     store = store or Store.default()
     _ensure(store)
@@ -181,9 +183,9 @@ def search_index_status(store: Store | None = None) -> IndexStatus:
 # -- internals ------------------------------------------------------------------------
 
 
-def _ensure(store: Store) -> None:
+def _ensure(store: Store | PostgresStore) -> None:
     """Create (and migrate) the store if needed, so that it can be attached."""
-    if not store.path.exists():
+    if not store.exists():
         with store.transaction():
             pass
 

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError
 
@@ -50,6 +51,9 @@ class Settings:
             older ones are recorded as skipped (``TRIGGERFLOW_FIRST_RUN``).
         store_wait: seconds to wait for another process's lock on the store before
             giving up with a clear error (``TRIGGERFLOW_STORE_WAIT``).
+        store_url: a PostgreSQL store shared by several machines,
+            ``postgresql://user:password@host:5432/db`` (``TRIGGERFLOW_STORE_URL``;
+            needs ``triggerflow[postgres]``); empty: the DuckDB file in ``data_dir``.
         http_timeout: deadline in seconds for the whole of one feed request, connecting
             and reading the body included (``TRIGGERFLOW_HTTP_TIMEOUT``); for the web
             services' APIs, the bound of each read.
@@ -105,6 +109,7 @@ class Settings:
     max_attempts: int = 5
     first_run: int = 5
     store_wait: float = 30.0
+    store_url: str = ""
     http_timeout: float = 20.0
     http_connections: int = 50
     http_per_host: int = 4
@@ -150,7 +155,25 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Every setting with its effective value, as shown by ``triggerflow config``."""
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        shown = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        if self.store_url:
+            shown["store_url"] = mask_url(self.store_url)
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and ``config``)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "postgresql://***"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if port:
+        host = f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def private_dir(path: Path) -> Path:

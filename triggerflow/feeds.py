@@ -53,7 +53,7 @@ def names() -> list[tuple[str, int, datetime | None]]:
     """Every generated feed: name, number of entries, when the last was added."""
     s = settings()
     store = Store.default(s)
-    if not s.store_path.exists():
+    if not store.exists():
         return []
     with store.transaction(commit=False) as tx:
         return tx.feed_names()
@@ -83,7 +83,7 @@ def render(
     s = settings()
     store = Store.default(s)
     entries = []
-    if s.store_path.exists():
+    if store.exists():
         with store.transaction(commit=False) as tx:
             entries = tx.feed_entries(name, limit)
     if not entries:

@@ -1,8 +1,10 @@
-"""The DuckDB store: items, per-source state, the delivery ledger.
+"""The store: items, per-source state, the delivery ledger.
 
 A unit of work: ``with store.transaction() as tx: tx.upsert_items(...)``. The
 transaction object is composed of mixins that each own one table family; it is the
-only place SQL on the store is written.
+only place SQL on the store is written. The store is a DuckDB file (:class:`Store`, the
+default) or a PostgreSQL database (:class:`PostgresStore`, ``TRIGGERFLOW_STORE_URL``);
+both run the same transaction class and SQL.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from ._connection import attach_read_only, connect, open_duckdb, quiet, session
-from ._control import AlertsMixin, ControlMixin, Vacation
-from ._inbox import Delivery, InboxMixin
-from ._items import ITEM_SELECT, ItemsMixin, SourceState, row_to_item
-from ._ledger import Claim, LedgerMixin
+from ._control import Vacation
+from ._inbox import Delivery
+from ._items import ITEM_SELECT, SourceState, row_to_item
+from ._ledger import Claim
+from ._postgres import PostgresStore
 from ._schema import DEAD, FAILED, QUEUED, SENDING, SENT, SKIPPED, VERSION
-from ._status import FailedDelivery, RouteStatus, SourceStatus, StatusMixin
+from ._status import FailedDelivery, RouteStatus, SourceStatus
+from ._transaction import StoreTransaction
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -33,6 +37,8 @@ __all__ = [
     "Claim",
     "Delivery",
     "DuckDBTransaction",
+    "PostgresStore",
+    "StoreTransaction",
     "FailedDelivery",
     "ITEM_SELECT",
     "FAILED",
@@ -58,10 +64,8 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class DuckDBTransaction(
-    ItemsMixin, LedgerMixin, StatusMixin, ControlMixin, AlertsMixin, InboxMixin
-):
-    """One open transaction on the DuckDB file, with a typed method per store operation."""
+# The name the DuckDB store's callers and tests know it by.
+DuckDBTransaction = StoreTransaction
 
 
 class Burst:
@@ -111,11 +115,26 @@ class Store:
         with session(self.path, self.wait) as con:
             yield Burst(con)
 
+    def exists(self) -> bool:
+        """Whether the file was made: a read does not make it."""
+        return self.path.exists()
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages."""
+        return str(self.path)
+
     @classmethod
-    def default(cls, s: Settings | None = None) -> Store:
-        """The store named by ``s`` (default: the current settings): the one way to get it."""
+    def default(cls, s: Settings | None = None) -> Store | PostgresStore:
+        """The store named by ``s`` (default: the current settings): the one way to get it.
+
+        ``TRIGGERFLOW_STORE_URL`` set: the PostgreSQL store it names, which has the
+        same transactions (see ``_postgres``).
+        """
         if s is None:
             from ..config import settings
 
             s = settings()
+        if s.store_url:
+            return PostgresStore(s.store_url, s.store_wait, s.data_dir)
         return cls(s.store_path, s.store_wait)

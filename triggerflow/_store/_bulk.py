@@ -25,7 +25,10 @@ def joined(values: Sequence[str]) -> str:
 
 def split(column: str) -> str:
     """SQL turning a :func:`joined` column back into a ``VARCHAR[]``."""
-    return f"CASE WHEN {column} = '' THEN []::VARCHAR[] ELSE string_split({column}, chr(31)) END"
+    return (
+        f"CASE WHEN {column} = '' THEN ARRAY[]::VARCHAR[] "
+        f"ELSE string_to_array({column}, chr(31)) END"
+    )
 
 
 def _dtype(values: Sequence[Any]) -> type:
@@ -46,6 +49,14 @@ def columns(
     Strings arrive as VARCHAR (cast timestamps from ISO text in SQL), bools as BOOLEAN,
     ints as BIGINT.
     """
+    if not isinstance(con, duckdb.DuckDBPyConnection):  # PostgreSQL: a temporary table
+        kinds = {bool: "BOOLEAN", np.int64: "BIGINT", object: "VARCHAR"}
+        con.register_columns(name, data, {k: kinds[_dtype(v)] for k, v in data.items()})
+        try:
+            yield
+        finally:
+            con.unregister(name)
+        return
     arrays = {k: np.array(v, dtype=_dtype(v)) for k, v in data.items()}
     con.register(name, arrays)
     try:

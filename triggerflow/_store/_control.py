@@ -41,7 +41,8 @@ class ControlMixin(TransactionBase):
 
     def start_vacation(self, since: datetime, note: str | None, resume: Sequence[str]) -> None:
         self.con.execute(
-            "INSERT INTO vacation VALUES (1, $1, $2, $3)", [since, note, sorted(set(resume))]
+            "INSERT INTO vacation VALUES (1, $1, $2, $3::VARCHAR[])",
+            [since, note, sorted(set(resume))],
         )
 
     def end_vacation(self) -> None:
@@ -50,7 +51,9 @@ class ControlMixin(TransactionBase):
     def set_paused(self, trigger: str, paused: bool, at: datetime, note: str | None) -> None:
         if paused:
             self.con.execute(
-                "INSERT OR REPLACE INTO pauses VALUES ($1, $2, $3)", [trigger, at, note]
+                "INSERT INTO pauses VALUES ($1, $2, $3) ON CONFLICT (trigger) "
+                "DO UPDATE SET paused_at = excluded.paused_at, note = excluded.note",
+                [trigger, at, note],
             )
         else:
             self.con.execute("DELETE FROM pauses WHERE trigger = $1", [trigger])
@@ -59,16 +62,18 @@ class ControlMixin(TransactionBase):
         """Mark what ``triggers`` still owe as skipped, and skip items published before ``until``
         that their next runs find; returns how many queued deliveries were skipped."""
         row = self.con.execute(
-            "SELECT count(*) FROM deliveries WHERE state = $1 AND list_contains($2, trigger)",
+            "SELECT count(*) FROM deliveries WHERE state = $1 AND trigger = ANY($2::VARCHAR[])",
             [QUEUED, list(triggers)],
         ).fetchone()
         self.con.execute(
             "UPDATE deliveries SET state = $1, updated_at = $2 "
-            "WHERE state = $3 AND list_contains($4, trigger)",
+            "WHERE state = $3 AND trigger = ANY($4::VARCHAR[])",
             [SKIPPED, until, QUEUED, list(triggers)],
         )
         self.con.execute(
-            "INSERT OR REPLACE INTO skip_before SELECT unnest($1), $2", [list(triggers), until]
+            "INSERT INTO skip_before SELECT unnest($1::VARCHAR[]), $2 "
+            "ON CONFLICT (trigger) DO UPDATE SET until = excluded.until",
+            [list(triggers), until],
         )
         return int(row[0]) if row else 0
 
@@ -87,5 +92,7 @@ class AlertsMixin(TransactionBase):
             self.con.execute("DELETE FROM alerts WHERE trigger = $1", [trigger])
         else:
             self.con.execute(
-                "INSERT OR REPLACE INTO alerts VALUES ($1, $2, $3)", [trigger, since, reason]
+                "INSERT INTO alerts VALUES ($1, $2, $3) ON CONFLICT (trigger) DO UPDATE SET "
+                "failing_since = excluded.failing_since, reason = excluded.reason",
+                [trigger, since, reason],
             )

@@ -9,19 +9,27 @@ finish on it.
 
 The extension is loaded from the ``duckdb-ext-fts`` wheel (no network needed; built
 for exactly the pinned duckdb), else installed from DuckDB's extension server.
+
+With the PostgreSQL store the index is a file in each host's data folder, and the store
+is attached through DuckDB's ``postgres`` extension (the ``duckdb-ext-postgres`` wheel,
+offline too) as ``store``, read-only: the same SQL reads both. PostgreSQL's readers never
+block its writers, so a rebuild copies the items in one read; its rows have no DuckDB
+``rowid``, so they are numbered as they are copied (``rowids``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 
-from ..exceptions import SearchUnavailable
+from ..exceptions import SearchUnavailable, StoreError
 from . import Store, attach_read_only, now, open_duckdb, quiet
+from ._postgres import PostgresStore
 
 STORE = "store"  # the alias of the store attached to an index connection
 _CHUNK = 100_000  # rows copied per visit to the store (each visit blocks writers briefly)
@@ -40,9 +48,37 @@ DOC_TEXT = {
 Progress = Callable[[int, int], None]
 
 
-def index_path(store: Store) -> Path:
-    """The index file of ``store``."""
-    return store.path.with_name(store.path.stem + ".search.duckdb")
+def index_path(store: Store | PostgresStore) -> Path:
+    """The index file of ``store`` (of a PostgreSQL store: in this host's data folder)."""
+    path = store.path if isinstance(store, Store) else store.folder / "triggerflow.duckdb"
+    return path.with_name(path.stem + ".search.duckdb")
+
+
+def rowids(store: Store | PostgresStore) -> bool:
+    """Whether the attached store's items have a DuckDB ``rowid`` (not PostgreSQL's)."""
+    return isinstance(store, Store)
+
+
+@contextmanager
+def attach_store(
+    con: duckdb.DuckDBPyConnection, store: Store | PostgresStore, alias: str = "store"
+) -> Iterator[None]:
+    """``store`` attached read-only to ``con`` as ``alias`` for a while, either backend."""
+    if isinstance(store, Store):
+        with attach_read_only(con, store.path, store.wait, alias):
+            yield
+        return
+    _load(con, "postgres_scanner", "duckdb-ext-postgres")
+    quoted = store.url.replace("'", "''")
+    try:
+        con.execute(f"ATTACH '{quoted}' AS {alias} (TYPE postgres, READ_ONLY)")
+    except duckdb.Error as e:
+        reason = str(e).splitlines()[0].replace(store.url, store.location)
+        raise StoreError(f"store {store.location}: search cannot read it ({reason})") from None
+    try:
+        yield
+    finally:
+        con.execute(f"DETACH {alias}")
 
 
 def load_fts(con: duckdb.DuckDBPyConnection) -> None:
@@ -51,6 +87,12 @@ def load_fts(con: duckdb.DuckDBPyConnection) -> None:
     Also turns DuckDB's progress bar off (see ``quiet``).
     """
     quiet(con)
+    _load(con, "fts", "duckdb-ext-fts")
+
+
+def _load(con: duckdb.DuckDBPyConnection, name: str, wheel: str) -> None:
+    """Load extension ``name`` from the ``wheel`` installed beside duckdb, else DuckDB's
+    server, or say how to get it."""
     try:
         import duckdb_ext  # namespace package of the duckdb-ext-* wheels
 
@@ -62,18 +104,18 @@ def load_fts(con: duckdb.DuckDBPyConnection) -> None:
     except ImportError:
         pass
     try:
-        con.execute("LOAD fts")
+        con.execute(f"LOAD {name}")
         return
     except duckdb.Error:
         pass
     try:
-        con.execute("INSTALL fts")
-        con.execute("LOAD fts")
+        con.execute(f"INSTALL {name}")
+        con.execute(f"LOAD {name}")
     except duckdb.Error as e:
         raise SearchUnavailable(
-            f"search needs DuckDB's fts extension for duckdb {duckdb.__version__}, and it could "
-            f"not be loaded ({str(e).splitlines()[0]}); install it with "
-            f"`pip install duckdb-ext-fts` (its version must match duckdb's) "
+            f"search needs DuckDB's {name} extension for duckdb {duckdb.__version__}, and it "
+            f"could not be loaded ({str(e).splitlines()[0]}); install it with "
+            f"`pip install {wheel}` (its version must match duckdb's) "
             "or allow DuckDB to download it"
         ) from e
 
@@ -118,10 +160,14 @@ def empty_index(con: duckdb.DuckDBPyConnection) -> None:
     _create_index(con)
 
 
-def rebuild(store: Store, progress: Progress | None = None) -> int:
+def rebuild(store: Store | PostgresStore, progress: Progress | None = None) -> int:
     """Build the search index of ``store`` anew; return how many items it covers."""
     target = index_path(store)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    if not target.parent.is_dir():  # a PostgreSQL store's host may have no data folder yet
+        from ..config import private_dir
+
+        private_dir(target.parent)
     _remove_leftovers(target)
     try:
         return _build(store, target, tmp, progress)
@@ -149,7 +195,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _build(store: Store, target: Path, tmp: Path, progress: Progress | None) -> int:
+def _build(store: Store | PostgresStore, target: Path, tmp: Path, progress: Progress | None) -> int:
     with store.transaction():  # creates and migrates the store if it is new
         pass
     con = open_duckdb(tmp)
@@ -167,20 +213,27 @@ def _build(store: Store, target: Path, tmp: Path, progress: Progress | None) -> 
         copied = 0
         start = 0  # the next store rowid to copy
         select = ", ".join(f"{expr} AS {name}" for name, expr in DOC_TEXT.items())
+        # PostgreSQL: all at once, numbered as copied (readers do not block its writers).
+        rid, chunk = ("i.rowid", "i.rowid >= $start AND i.rowid < $end") if rowids(store) else (
+            "row_number() OVER ()", "$start >= 0 AND $end > 0")  # fmt: skip
         while True:
             # One short read-only visit per range of rows, so writers get the store
             # in between.
-            with attach_read_only(con, store.path, store.wait, STORE):
+            with attach_store(con, store, STORE):
                 con.execute(
                     f"""
                     CREATE OR REPLACE TEMP TABLE chunk AS
-                    SELECT i.rowid AS rid, i.source, i.id, i.hash,
+                    SELECT {rid} AS rid, i.source, i.id, i.hash,
                            coalesce(i.published, i.first_seen) AS when_, {select}
-                    FROM {STORE}.items i WHERE i.rowid >= $start AND i.rowid < $end
+                    FROM {STORE}.items i WHERE {chunk}
                     """,
                     {"start": start, "end": start + _CHUNK},
                 )
-                row = con.execute(f"SELECT max(rowid) FROM {STORE}.items").fetchone()
+                row = (
+                    con.execute(f"SELECT max(rowid) FROM {STORE}.items").fetchone()
+                    if rowids(store)
+                    else None
+                )
             last = row[0] if row and row[0] is not None else -1
             con.execute(
                 f"INSERT INTO docs SELECT $base + row_number() OVER (ORDER BY rid), "
@@ -209,7 +262,7 @@ def _build(store: Store, target: Path, tmp: Path, progress: Progress | None) -> 
     return copied
 
 
-def _count_items(con: duckdb.DuckDBPyConnection, store: Store) -> int:
-    with attach_read_only(con, store.path, store.wait, STORE):
+def _count_items(con: duckdb.DuckDBPyConnection, store: Store | PostgresStore) -> int:
+    with attach_store(con, store, STORE):
         row = con.execute(f"SELECT count(*) FROM {STORE}.items").fetchone()
     return int(row[0]) if row else 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._base import TransactionBase
+from ._base import LOCK_INBOX, TransactionBase, advisory_lock
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class InboxMixin(TransactionBase):
         ignored: bool,
     ) -> bool:
         """Store a delivery; False if one with this id is already there (a redelivery)."""
+        advisory_lock(self.con, LOCK_INBOX, kind)  # seq in commit order (see _postgres)
         row = self.con.execute(
             """
             INSERT INTO inbox (kind, id, event, repo, payload, received_at, ignored)
@@ -66,11 +67,13 @@ class InboxMixin(TransactionBase):
         if not rows:
             return set()
         cols = list(zip(*rows, strict=True))
+        advisory_lock(self.con, LOCK_INBOX, kind)
         found = self.con.execute(
             """
             INSERT INTO inbox (kind, id, event, repo, payload, received_at, ignored)
-            SELECT $kind, unnest($ids), unnest($events), unnest($repos), unnest($payloads),
-                   unnest($times), unnest($ignored)
+            SELECT $kind, unnest($ids::VARCHAR[]), unnest($events::VARCHAR[]),
+                   unnest($repos::VARCHAR[]), unnest($payloads::VARCHAR[]),
+                   unnest($times::TIMESTAMPTZ[]), unnest($ignored::BOOLEAN[])
             ON CONFLICT DO NOTHING RETURNING id
             """,
             {
@@ -104,7 +107,8 @@ class InboxMixin(TransactionBase):
         (the earliest sighting wins: a restart of serve must not move a start)."""
         if names:
             self.con.execute(
-                "INSERT INTO trigger_starts SELECT unnest($names), $at ON CONFLICT DO NOTHING",
+                "INSERT INTO trigger_starts SELECT unnest($names::VARCHAR[]), $at "
+                "ON CONFLICT DO NOTHING",
                 {"names": names, "at": at},
             )
 
@@ -137,7 +141,7 @@ class InboxMixin(TransactionBase):
             (e, int(n), bool(i))
             for e, n, i in self.con.execute(
                 "SELECT event, count(*), ignored FROM inbox WHERE kind = $1 "
-                "GROUP BY ALL ORDER BY ignored, event",
+                "GROUP BY event, ignored ORDER BY ignored, event",
                 [kind],
             ).fetchall()
         ]

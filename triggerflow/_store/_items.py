@@ -69,6 +69,9 @@ def _raw_text(raw: Any) -> str:
 
 
 ITEM_SELECT = "source, id, title, link, summary, content, author, published, tags, enclosures, raw"
+# upsert_items' temporary table ``incoming`` has the item columns in this order.
+_STORED_COLUMNS = ", ".join((*_ITEM_COLUMNS, "first_seen", "last_seen"))
+_NOT_STORED = "NOT EXISTS (SELECT 1 FROM items i WHERE i.source = n.source AND i.id = n.id)"
 
 
 def read_items(con: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, str]]) -> list[Item]:
@@ -113,10 +116,11 @@ class ItemsMixin(TransactionBase):
             cols["enclosures"].append(joined(i.enclosures))
             cols["raw"].append(_raw_text(i.raw))
             cols["hash"].append(content_hash(i))
+        self.con.execute("DROP TABLE IF EXISTS incoming")
         with columns(self.con, "incoming_py", cols):
             self.con.execute(
                 f"""
-                CREATE OR REPLACE TEMP TABLE incoming AS
+                CREATE TEMP TABLE incoming AS
                 SELECT source::VARCHAR AS source, id::VARCHAR AS id, title::VARCHAR AS title,
                        link::VARCHAR AS link, summary::VARCHAR AS summary,
                        content::VARCHAR AS content, author::VARCHAR AS author,
@@ -126,22 +130,20 @@ class ItemsMixin(TransactionBase):
                 FROM incoming_py
                 """
             )
-        row = self.con.execute(
-            "SELECT count(*) FROM incoming n ANTI JOIN items i USING (source, id)"
-        ).fetchone()
+        row = self.con.execute(f"SELECT count(*) FROM incoming n WHERE {_NOT_STORED}").fetchone()
         new = int(row[0]) if row else 0
         if not update:
             self.con.execute(
-                "INSERT INTO items BY NAME SELECT n.*, $1::TIMESTAMPTZ AS first_seen, "
-                "$1::TIMESTAMPTZ AS last_seen FROM incoming n ANTI JOIN items i USING (source, id)",
+                f"INSERT INTO items ({_STORED_COLUMNS}) SELECT n.*, $1::TIMESTAMPTZ, "
+                f"$1::TIMESTAMPTZ FROM incoming n WHERE {_NOT_STORED}",
                 [now],
             )
             self.con.execute("DROP TABLE incoming")
             return new
         self.con.execute(
-            """
-            INSERT INTO items BY NAME
-            SELECT *, $1::TIMESTAMPTZ AS first_seen, $1::TIMESTAMPTZ AS last_seen FROM incoming
+            f"""
+            INSERT INTO items ({_STORED_COLUMNS})
+            SELECT n.*, $1::TIMESTAMPTZ, $1::TIMESTAMPTZ FROM incoming n
             ON CONFLICT (source, id) DO UPDATE SET
                 title = excluded.title, link = excluded.link, summary = excluded.summary,
                 content = excluded.content, author = excluded.author,
@@ -159,7 +161,7 @@ class ItemsMixin(TransactionBase):
         rows = self.con.execute(
             "SELECT source, url, etag, last_modified, fetched_at, next_fetch, next_reason, "
             "coalesce(failures, 0), gone_at IS NOT NULL, last_error FROM sources "
-            "WHERE list_contains($1, source)",
+            "WHERE source = ANY($1)",
             [list(sources)],
         ).fetchall()
         return {r[0]: SourceState(*r) for r in rows}
@@ -232,15 +234,21 @@ class ItemsMixin(TransactionBase):
         rows = self.con.execute(
             """
             WITH recent AS (
-                SELECT source, coalesce(published, first_seen) AS seen FROM items
-                WHERE list_contains($sources, source)
-                QUALIFY row_number() OVER (PARTITION BY source ORDER BY seen DESC) <= 100
+                SELECT source, seen FROM (
+                    SELECT source, coalesce(published, first_seen) AS seen,
+                           row_number() OVER (PARTITION BY source
+                                              ORDER BY coalesce(published, first_seen) DESC)
+                               AS n
+                    FROM items WHERE source = ANY($sources)
+                ) r WHERE n <= 100
             ), gaps AS (
-                SELECT source, seen, epoch(seen)
-                       - epoch(lag(seen) OVER (PARTITION BY source ORDER BY seen)) AS gap
+                SELECT source, seen, (extract(epoch FROM seen)
+                       - extract(epoch FROM lag(seen) OVER (PARTITION BY source ORDER BY seen)))
+                       ::FLOAT8 AS gap
                 FROM recent
             )
-            SELECT g.source, max(g.seen), median(g.gap), count(g.gap), s.silent_since
+            SELECT g.source, max(g.seen), percentile_cont(0.5) WITHIN GROUP (ORDER BY g.gap),
+                   count(g.gap), s.silent_since
             FROM gaps g JOIN sources s USING (source)
             GROUP BY g.source, s.silent_since
             """,
@@ -264,7 +272,7 @@ class ItemsMixin(TransactionBase):
         if quiet:
             self.con.execute(
                 "UPDATE sources SET silent_since = NULL, silent_note = NULL "
-                "WHERE list_contains($1, source) AND silent_since IS NOT NULL",
+                "WHERE source = ANY($1) AND silent_since IS NOT NULL",
                 [quiet],
             )
         if newly:
@@ -362,7 +370,7 @@ class ItemsMixin(TransactionBase):
             """
             SELECT i.source, i.id
             FROM items i JOIN sources s ON s.source = i.source AND i.last_seen = s.fetched_at
-            WHERE list_contains($1, i.source)
+            WHERE i.source = ANY($1)
             ORDER BY i.source, i.published DESC NULLS LAST
             """,
             [list(sources)],
@@ -377,6 +385,7 @@ class ItemsMixin(TransactionBase):
         """Remember that ``trigger`` reads ``sources`` (for ``status``)."""
         if sources:
             self.con.execute(
-                "INSERT OR IGNORE INTO trigger_sources SELECT $1, unnest($2)",
+                "INSERT INTO trigger_sources SELECT $1, unnest($2::VARCHAR[]) "
+                "ON CONFLICT DO NOTHING",
                 [trigger, list(sources)],
             )

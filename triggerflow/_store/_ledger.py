@@ -19,7 +19,7 @@ import duckdb
 
 from ..limits import Limit
 from ..types import Item, Route
-from ._base import TransactionBase
+from ._base import LOCK_TARGET, TransactionBase, advisory_lock
 from ._bulk import columns
 from ._items import read_items
 from ._owners import is_dead
@@ -62,6 +62,8 @@ class LedgerMixin(TransactionBase):
         """
         trigger, sink, target = route.trigger, route.sink, route.target
         keys = list(dict.fromkeys(keys))  # a key twice must not take two first-run slots
+        # Runs on other hosts at once (PostgreSQL): one decides the route's first run.
+        advisory_lock(self.con, LOCK_TARGET, f"{sink}\x1f{target}")
         known = self.con.execute(
             "SELECT count(*) FROM deliveries WHERE trigger = $1 AND sink = $2 AND target = $3",
             [trigger, sink, target],
@@ -130,8 +132,12 @@ class LedgerMixin(TransactionBase):
         this host and its process is gone), are owed again.
         """
         trigger, sink, target = route.trigger, route.sink, route.target
+        # Counting what the target got and taking the rest is one step per target, also
+        # for runs on other hosts (PostgreSQL; one writer at a time on DuckDB anyway).
+        advisory_lock(self.con, LOCK_TARGET, f"{sink}\x1f{target}")
         self.con.execute(
-            "INSERT OR REPLACE INTO routes VALUES ($1, $2, $3, $4)",
+            "INSERT INTO routes VALUES ($1, $2, $3, $4) ON CONFLICT (trigger, sink, target) "
+            "DO UPDATE SET limit_spec = excluded.limit_spec",
             [trigger, sink, target, str(limit) if limit else None],
         )
         # The run that claimed these died; whether the service got them is unknown, which
@@ -147,7 +153,7 @@ class LedgerMixin(TransactionBase):
             f"lease_until = NULL, last_error = coalesce(last_error, '{INTERRUPTED}') "
             "WHERE sink = $sink AND target = $target AND state = $sending "
             "AND (coalesce(lease_until, updated_at + $lease) < $now "
-            "     OR list_contains($dead, claimed_by))",
+            "     OR claimed_by = ANY($dead::VARCHAR[]))",
             {"queued": QUEUED, "sending": SENDING, "now": now, "sink": sink, "target": target,
              "lease": lease, "dead": dead},
         )  # fmt: skip
@@ -190,14 +196,14 @@ class LedgerMixin(TransactionBase):
         """Owe failed (and with ``dead``, dead) items again, with a fresh attempt count."""
         states = [FAILED, DEAD] if dead else [FAILED]
         row = self.con.execute(
-            "SELECT count(*) FROM deliveries WHERE list_contains($states, state) "
-            "AND ($trigger IS NULL OR trigger = $trigger)",
+            "SELECT count(*) FROM deliveries WHERE state = ANY($states::VARCHAR[]) "
+            "AND ($trigger::VARCHAR IS NULL OR trigger = $trigger)",
             {"states": states, "trigger": trigger},
         ).fetchone()
         self.con.execute(
             f"UPDATE deliveries SET state = '{QUEUED}', attempts = 0, last_error = NULL, "
-            "updated_at = $now WHERE list_contains($states, state) "
-            "AND ($trigger IS NULL OR trigger = $trigger)",
+            "updated_at = $now WHERE state = ANY($states::VARCHAR[]) "
+            "AND ($trigger::VARCHAR IS NULL OR trigger = $trigger)",
             {"states": states, "trigger": trigger, "now": now},
         )
         return int(row[0]) if row else 0
@@ -212,7 +218,7 @@ class LedgerMixin(TransactionBase):
         for count, window in limit.windows():
             used, oldest = self.con.execute(
                 """
-                SELECT count(*), min(sent_at) FILTER (state = $sent) FROM deliveries
+                SELECT count(*), min(sent_at) FILTER (WHERE state = $sent) FROM deliveries
                 WHERE sink = $sink AND target = $target
                   AND (state = $sending OR (state = $sent AND sent_at > $since))
                 """,
@@ -282,7 +288,9 @@ class LedgerMixin(TransactionBase):
 INTERRUPTED = "a run ended while sending it"
 
 # The keys of one call as a relation, joined in UPDATE ... FROM (one statement per batch).
-_KEYS = "(SELECT unnest($key_sources) AS k_source, unnest($key_ids) AS k_id) k"
+_KEYS = (
+    "(SELECT unnest($key_sources::VARCHAR[]) AS k_source, unnest($key_ids::VARCHAR[]) AS k_id) k"
+)
 _MATCH = "deliveries.source = k.k_source AND deliveries.item_id = k.k_id"
 _WHERE = "deliveries.trigger = $trigger AND deliveries.sink = $sink AND deliveries.target = $target"
 

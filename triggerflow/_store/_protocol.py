@@ -1,9 +1,9 @@
 """The store's narrow interface: what sources, sinks, the outbox and the CLI may ask.
 
 :class:`Transaction` is one unit of work with a typed method per store operation;
-:class:`StoreBackend` hands them out. The DuckDB file (``Store`` /
-``DuckDBTransaction``) is the embedded implementation; a PostgreSQL one implements the
-same two protocols, and nothing outside ``triggerflow._store`` changes.
+:class:`StoreBackend` hands them out. The DuckDB file (``Store``) is the embedded
+implementation, ``PostgresStore`` the shared one; both hand out the one
+``StoreTransaction``, and nothing outside ``triggerflow._store`` changes.
 ``tests/test_style.py`` checks that the DuckDB transaction has exactly these methods,
 with these signatures, so the two cannot drift apart.
 """
@@ -35,6 +35,15 @@ class StoreBackend(Protocol):
 
     def burst(self) -> AbstractContextManager[TransactionSource]:
         """A connection kept for a quick series of transactions (the outbox's recorder)."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the store was made: a read (``status``, ``feeds``) does not make it."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a URL without its password)."""
         ...
 
 

@@ -1,7 +1,9 @@
 """The store's schema: one DDL string per version, applied in order.
 
 ``meta.schema_version`` says which migrations ran. A new version appends a
-migration; existing ones are never edited. ``meta.application`` (:data:`MARKER`) says
+migration; existing ones are never edited in what they do. They are written in SQL that
+DuckDB and PostgreSQL both accept, so one list makes both backends' schemas
+(``tests/test_postgres.py`` compares the two). ``meta.application`` (:data:`MARKER`) says
 that the file is triggerflow's: a file with tables of its own and no marker is refused,
 not migrated (issue 15, item 16).
 """
@@ -128,7 +130,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 7: the marker that says this file is triggerflow's store (stores from before it
     # are recognised by their tables and get it here).
     """
-    INSERT OR REPLACE INTO meta VALUES ('application', 'triggerflow');
+    INSERT INTO meta VALUES ('application', 'triggerflow')
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
     """,
     # 8: when each trigger first existed (serve loaded it, or its first run): an event
     # trigger reads only deliveries received since then (issue 15, item 10). Triggers
@@ -140,7 +143,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO trigger_starts
         SELECT DISTINCT trigger, TIMESTAMPTZ '1970-01-01 00:00:00+00'
-        FROM (SELECT trigger FROM inbox_cursors UNION SELECT trigger FROM routes);
+        FROM (SELECT trigger FROM inbox_cursors UNION SELECT trigger FROM routes) AS t;
     """,
     # 9: who holds a claim (host, process) and until when: a rerun takes over the items
     # of a run that died at once instead of waiting for its lease (issue 16, item 1).

@@ -16,8 +16,9 @@ from typing import Any
 import duckdb
 
 from ..exceptions import SearchError, StoreError
-from . import ITEM_SELECT, Store, attach_read_only, open_duckdb
-from ._fts import DOC_TEXT, STORE, empty_index, index_path, load_fts
+from . import ITEM_SELECT, Store, open_duckdb
+from ._fts import DOC_TEXT, STORE, attach_store, empty_index, index_path, load_fts, rowids
+from ._postgres import PostgresStore
 
 ALERTS_SOURCE = "triggerflow:alerts"  # _alerts.SOURCE (not imported: it pulls in the sinks)
 
@@ -39,7 +40,7 @@ class IndexConnection:
     _lock = threading.Lock()
     _cached: tuple[object, duckdb.DuckDBPyConnection] | None = None
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store | PostgresStore) -> None:
         self.store = store
 
     @classmethod
@@ -79,8 +80,9 @@ class IndexConnection:
         self._lock.acquire()
         try:
             con = self._connection(index_path(self.store))
-            self.attached = attach_read_only(con, self.store.path, self.store.wait, STORE)
+            self.attached = attach_store(con, self.store, STORE)
             self.attached.__enter__()
+            _changed_rows(con, rowids(self.store))
         except BaseException:
             self._lock.release()
             raise
@@ -114,9 +116,28 @@ def terms(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], list[s
 # Items written since the index was built whose text may not be in it: new or edited
 # ones (the hash tells). Only items stamped after index_meta.since can be; passing that
 # time as a constant lets DuckDB skip the rest of the table by its zone maps.
-CHANGED = f"""
-    SELECT i.rowid AS rid, i.* FROM {STORE}.items i WHERE i.last_seen >= $since
-"""
+CHANGED = "SELECT * FROM changed_rows i WHERE i.last_seen >= $since"
+
+
+def _changed_rows(con: duckdb.DuckDBPyConnection, with_rowids: bool) -> None:
+    """``changed_rows``: the attached store's items with a row id ``rid`` (see CHANGED).
+
+    On DuckDB a view with the store's rowid (inlined: the filter still skips by zone
+    maps). PostgreSQL's rows have none, so the items changed since the index was built
+    are copied once per search, numbered below zero (the index's are above).
+    """
+    if with_rowids:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW changed_rows AS "
+            f"SELECT i.rowid AS rid, i.* FROM {STORE}.items i"
+        )
+        return
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE changed_rows AS "
+        f"SELECT -row_number() OVER () AS rid, i.* FROM {STORE}.items i "
+        "WHERE i.last_seen >= $since",
+        {"since": since(con)},
+    )
 
 
 def since(con: duckdb.DuckDBPyConnection) -> datetime:

@@ -121,19 +121,22 @@ class StatusMixin(TransactionBase):
         rows = self.con.execute(
             """
             SELECT trigger, sink, target,
-                   count(*) FILTER (state = 'sent'),
-                   count(*) FILTER (state IN ('queued', 'sending')),
-                   count(*) FILTER (state = 'failed'), count(*) FILTER (state = 'dead'),
-                   count(*) FILTER (state = 'skipped'),
-                   arg_max(last_error, updated_at) FILTER (last_error IS NOT NULL),
+                   count(*) FILTER (WHERE state = 'sent'),
+                   count(*) FILTER (WHERE state IN ('queued', 'sending')),
+                   count(*) FILTER (WHERE state = 'failed'),
+                   count(*) FILTER (WHERE state = 'dead'),
+                   count(*) FILTER (WHERE state = 'skipped'),
+                   (array_agg(last_error ORDER BY updated_at DESC)
+                        FILTER (WHERE last_error IS NOT NULL))[1],
                    max(sent_at),
                    (SELECT r.limit_spec FROM routes r WHERE r.trigger = d.trigger
                       AND r.sink = d.sink AND r.target = d.target),
-                   count(*) FILTER (state = 'sending'),
-                   coalesce(list(DISTINCT claimed_by ORDER BY claimed_by)
-                            FILTER (state = 'sending' AND claimed_by IS NOT NULL), []),
-                   max(lease_until) FILTER (state = 'sending')
-            FROM deliveries d GROUP BY ALL ORDER BY trigger, sink, target
+                   count(*) FILTER (WHERE state = 'sending'),
+                   coalesce(array_agg(DISTINCT claimed_by ORDER BY claimed_by)
+                            FILTER (WHERE state = 'sending' AND claimed_by IS NOT NULL),
+                            ARRAY[]::VARCHAR[]),
+                   max(lease_until) FILTER (WHERE state = 'sending')
+            FROM deliveries d GROUP BY trigger, sink, target ORDER BY trigger, sink, target
             """
         ).fetchall()
         return [RouteStatus(*r[:12], tuple(r[12]), r[13]) for r in rows]
@@ -159,8 +162,9 @@ class StatusMixin(TransactionBase):
             SELECT s.source, s.kind,
                    (SELECT count(*) FROM items i WHERE i.source = s.source),
                    s.last_success, s.last_error, s.last_error_at,
-                   coalesce((SELECT list(t.trigger ORDER BY t.trigger) FROM trigger_sources t
-                             WHERE t.source = s.source), []),
+                   coalesce((SELECT array_agg(t.trigger ORDER BY t.trigger)
+                             FROM trigger_sources t WHERE t.source = s.source),
+                            ARRAY[]::VARCHAR[]),
                    s.next_fetch, s.next_reason, coalesce(s.failures, 0), s.gone_at,
                    s.silent_since, s.silent_note
             FROM sources s ORDER BY s.source
@@ -173,7 +177,7 @@ class StatusMixin(TransactionBase):
         rows = self.con.execute(
             """
             SELECT t.trigger, count(i.id) FROM trigger_sources t
-            LEFT JOIN items i ON i.source = t.source GROUP BY ALL
+            LEFT JOIN items i ON i.source = t.source GROUP BY t.trigger
             """
         ).fetchall()
         return {trigger: n for trigger, n in rows}
@@ -182,7 +186,7 @@ class StatusMixin(TransactionBase):
         """Generated feeds: name, entries, last added."""
         return self.con.execute(
             "SELECT target, count(*), max(sent_at) FROM deliveries "
-            "WHERE sink = 'feed' AND state = 'sent' GROUP BY ALL ORDER BY target"
+            "WHERE sink = 'feed' AND state = 'sent' GROUP BY target ORDER BY target"
         ).fetchall()
 
     def feed_entries(self, name: str, limit: int) -> list[tuple[Item, datetime]]:
@@ -202,8 +206,8 @@ class StatusMixin(TransactionBase):
     def unsettled(self, trigger: str) -> tuple[int, int, int]:
         """How many of ``trigger``'s deliveries are queued, failed and dead."""
         row = self.con.execute(
-            "SELECT count(*) FILTER (state = $q), count(*) FILTER (state = $f), "
-            "count(*) FILTER (state = $d) FROM deliveries WHERE trigger = $t",
+            "SELECT count(*) FILTER (WHERE state = $q), count(*) FILTER (WHERE state = $f), "
+            "count(*) FILTER (WHERE state = $d) FROM deliveries WHERE trigger = $t",
             {"q": QUEUED, "f": FAILED, "d": DEAD, "t": trigger},
         ).fetchone()
         return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
@@ -229,7 +233,7 @@ class StatusMixin(TransactionBase):
             SELECT {ITEM_SELECT} FROM items
             WHERE ($trigger::VARCHAR IS NULL
                    OR source IN (SELECT source FROM trigger_sources WHERE trigger = $trigger))
-              AND ($source::VARCHAR IS NULL OR contains(source, $source))
+              AND ($source::VARCHAR IS NULL OR strpos(source, $source) > 0)
               AND ($since::TIMESTAMPTZ IS NULL OR coalesce(published, first_seen) >= $since)
             ORDER BY coalesce(published, first_seen) DESC, id LIMIT $limit
             """,
@@ -257,7 +261,7 @@ class StatusMixin(TransactionBase):
             FROM deliveries d LEFT JOIN items i ON i.source = d.source AND i.id = d.item_id
             WHERE d.state IN ($failed, $dead)
               AND ($trigger::VARCHAR IS NULL OR d.trigger = $trigger)
-              AND ($trigger::VARCHAR IS NOT NULL OR NOT list_contains($leave_out, d.trigger))
+              AND ($trigger::VARCHAR IS NOT NULL OR d.trigger <> ALL($leave_out::VARCHAR[]))
             ORDER BY d.updated_at DESC, d.trigger, d.target LIMIT $limit
             """,
             {"failed": FAILED, "dead": DEAD, "trigger": trigger,

@@ -1,0 +1,116 @@
+"""A real PostgreSQL for the tests: its own cluster on a random loopback port.
+
+Like the Prosody fixture, nothing of the machine's own server is used or touched:
+``initdb`` makes a cluster under a temporary folder and ``pg_ctl`` starts it on
+127.0.0.1 with its socket in that folder. PostgreSQL refuses to run as root, so as root
+(CI's containers) the cluster belongs to the ``postgres`` user the Debian package made.
+Each test that asks for ``postgres_url`` gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Debian puts the server's programs in a versioned folder, not on PATH.
+_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+def _program(name: str) -> str:
+    for d in _BIN_DIRS:
+        if (d / name).exists():
+            return str(d / name)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(
+            f"PostgreSQL's {name} is not installed: `apt-get install -y postgresql` "
+            "(.ci/test installs it)"
+        )
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    """A running PostgreSQL cluster: its port and how to make a database on it."""
+
+    port: int
+    folder: Path
+    user: str = "postgres"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(self.url(), autocommit=True) as con:
+            con.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+def _as_owner(cmd: list[str], owner: str | None) -> list[str]:
+    return ["runuser", "-u", owner, "--", *cmd] if owner else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One PostgreSQL cluster for the whole session (fsync off: it is thrown away)."""
+    owner = "postgres" if os.geteuid() == 0 else None
+    folder = Path(tempfile.mkdtemp(prefix="triggerflow-tests-pg-"))
+    if owner:
+        pw = pwd.getpwnam(owner)
+        os.chown(folder, pw.pw_uid, pw.pw_gid)
+    data = folder / "data"
+    user = "postgres"
+    subprocess.run(
+        _as_owner(
+            [_program("initdb"), "-D", str(data), "-U", user, "--auth=trust", "--no-sync",
+             "-E", "UTF8", "--locale=C.UTF-8"],
+            owner,
+        ),
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    port = _free_port()
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        _as_owner(
+            [_program("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
+             "-w", "-t", "60", "start"],
+            owner,
+        ),
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        yield Cluster(port, folder, user)
+    finally:
+        subprocess.run(
+            _as_owner([_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], owner),
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres: Cluster) -> str:
+    """A new, empty database on the session's cluster: its URL."""
+    return postgres.new_database()
