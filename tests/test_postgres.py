@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,68 @@ def test_file_operations_of_the_duckdb_store_say_what_to_use_instead(postgres_ur
         )  # fmt: skip
         assert done.returncode != 0
         assert "is for the DuckDB file" in done.stderr and "pg_dump" in done.stderr, done.stderr
+
+
+# A worker on another host: its own HOME, data folder and PREFECT_HOME, sharing only
+# the PostgreSQL store and the Prefect API with the first. It loads the saved account,
+# says so, and calls X when told to go (both at the same moment).
+_HOST = """
+import sys, time
+from pathlib import Path
+from triggerflow.services._client import ServiceClient
+
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+with ServiceClient("x") as client:
+    ready.touch()
+    deadline = time.monotonic() + 120
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print(client.get("/2/users/me").json()["data"]["username"])
+"""
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_two_hosts_refreshing_one_token_at_once_both_keep_working(
+    x_api: Any, tmp_path: Path
+) -> None:
+    """X's refresh tokens work once: without a lock both hosts share, the second host
+    would spend the spent one and be refused (a file lock holds on one machine only)."""
+    from test_x import connect, saved
+
+    connect(x_api)
+    x_api.expire_tokens()
+    go = tmp_path / "go"
+    hosts = []
+    for name in ("one", "two"):
+        home = tmp_path / name
+        (home / "prefect").mkdir(parents=True)
+        env = {**os.environ, "HOME": str(home), "TRIGGERFLOW_DATA_DIR": str(home / "data"),
+               "PREFECT_HOME": str(home / "prefect")}  # fmt: skip
+        cmd = [sys.executable, "-c", _HOST, str(tmp_path / f"{name}.ready"), str(go)]
+        hosts.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"{n}.ready").exists() for n in ("one", "two")):
+        assert time.monotonic() < deadline and all(h.poll() is None for h in hosts), [
+            h.communicate() for h in hosts if h.poll() is not None
+        ]
+        time.sleep(0.05)
+    go.touch()
+    answers = [h.communicate(timeout=120) for h in hosts]
+    assert [out.strip() for out, _ in answers] == ["tester", "tester"], answers
+    assert x_api.count("/2/oauth2/token") == 2  # the code at connect, one refresh
+    newest = saved().refresh_token
+    assert newest is not None and newest.get_secret_value() not in x_api.spent_refresh
+
+
+def test_notebooks_items_and_sql_read_the_postgresql_store(store: PostgresStore) -> None:
+    import triggerflow
+
+    with store.transaction() as tx:
+        tx.upsert_items(items(5), T0)
+    shown = triggerflow.items(source="feed", limit=3)
+    assert [i.title for i in shown] == ["title 4", "title 3", "title 2"]
+    table = triggerflow.sql(
+        "SELECT count(*) AS n FROM items WHERE title LIKE '%title%' AND source = $1", ["feed"]
+    )
+    assert table.column("n") == [5]

@@ -124,6 +124,16 @@ class Store:
         """Where the store is, for messages."""
         return str(self.path)
 
+    @contextmanager
+    def held(self, name: str, timeout: float, what: str) -> Iterator[None]:
+        """Hold the lock ``name`` for everyone who shares this store: here the processes
+        of this machine (a file lock next to the store file). ``TimeoutError`` after
+        ``timeout`` s of waiting for another holder (``what`` names the wait)."""
+        from .._files import locked
+
+        with locked(self.path.parent / "locks" / f"{name}.lock", timeout, what):
+            yield
+
     @classmethod
     def default(cls, s: Settings | None = None) -> Store | PostgresStore:
         """The store named by ``s`` (default: the current settings): the one way to get it.

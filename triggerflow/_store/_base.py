@@ -9,6 +9,7 @@ import duckdb
 # Advisory lock namespaces (the first of pg_advisory_xact_lock's two int4 keys); see
 # ``_postgres`` for why each exists.
 LOCK_MIGRATE, LOCK_TARGET, LOCK_INBOX = 0x7466_0001, 0x7466_0002, 0x7466_0003
+LOCK_HELD = 0x7466_0004  # PostgresStore.held(name)
 
 
 def advisory_lock(con: Any, space: int, key: str) -> None:

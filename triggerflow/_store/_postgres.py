@@ -20,6 +20,8 @@ processes on several hosts write at once:
   before commit, so without it a reader could see seq 7 committed, move its cursor past
   it, and never see the still-uncommitted seq 6.
 - Migrations run under a session advisory lock: two hosts starting at once migrate once.
+- :meth:`PostgresStore.held` is a named lock for all hosts (a token refresh that must
+  happen once: reload, refresh, save).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from urllib.parse import urlsplit
 
 from ..config import mask_url
 from ..exceptions import StoreBusyError, StoreError
-from ._base import LOCK_MIGRATE
+from ._base import LOCK_HELD, LOCK_MIGRATE
 from ._schema import MARKED_SINCE, MARKER, MIGRATIONS, VERSION
 from ._transaction import StoreTransaction
 
@@ -222,6 +224,25 @@ class PostgresStore:
         """A short unit of work; ``commit=False`` rolls it back (dry runs, reads)."""
         with self._connection() as con:
             yield from _in_transaction(con, commit)
+
+    @contextmanager
+    def held(self, name: str, timeout: float, what: str) -> Iterator[None]:
+        """Hold the lock ``name`` for every host on this database (a session advisory
+        lock on a connection of its own: a host that dies lets it go with its
+        connection). ``TimeoutError`` after ``timeout`` s of waiting (``what`` names it)."""
+        with self._connection(migrate=False) as con:
+            deadline = time.monotonic() + timeout
+            take = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
+            while not con.execute(take, [LOCK_HELD, name]).fetchone()[0]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{what}: held by another process for {timeout:g} s ({self.location})"
+                    )
+                time.sleep(0.05)
+            try:
+                yield
+            finally:
+                con.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [LOCK_HELD, name])
 
     @contextmanager
     def burst(self) -> Iterator[PgBurst]:

@@ -46,6 +46,11 @@ class StoreBackend(Protocol):
         """Where the store is, for messages (a URL without its password)."""
         ...
 
+    def held(self, name: str, timeout: float, what: str) -> AbstractContextManager[None]:
+        """A lock ``name`` for everyone sharing the store (this machine's processes for
+        the DuckDB file, every host for PostgreSQL); ``TimeoutError`` after ``timeout``."""
+        ...
+
 
 class TransactionSource(Protocol):
     """Where transactions come from: an open connection of :meth:`StoreBackend.burst`."""

@@ -299,17 +299,17 @@ class ServiceClient:
     def _guarded_refresh(self) -> None:
         """Refresh, one process at a time, and only if no other process did first.
 
-        Under a lock (a file in the data folder: processes of one machine) the saved
-        account is read again: when another process refreshed already, its token is
-        taken (its refresh token is the one that still works); else this one refreshes
-        and saves the new pair before the lock is let go.
+        Under the store's lock for this account (a file lock for the processes of one
+        machine; with the PostgreSQL store an advisory lock every host shares) the
+        saved account is read again: when another process refreshed already, its token
+        is taken (its refresh token is the one that still works); else this one
+        refreshes and saves the new pair before the lock is let go.
         """
-        from .._files import locked
-        from ..config import settings
+        from .._store import Store
 
-        lock = settings().data_dir / "locks" / f"{block_name(self.service, self.account)}.lock"
         try:
-            with locked(lock, LOCK_WAIT, f"{self.name} token refresh"):
+            what = f"{self.name} token refresh"
+            with Store.default().held(block_name(self.service, self.account), LOCK_WAIT, what):
                 saved = load_service_account(self.service, self.account)
                 if (
                     saved.refresh_token is not None
