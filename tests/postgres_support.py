@@ -65,8 +65,19 @@ class Cluster:
         return self.url(name)
 
 
-def _as_owner(cmd: list[str], owner: str | None) -> list[str]:
-    return ["runuser", "-u", owner, "--", *cmd] if owner else cmd
+def _run(cmd: list[str], owner: str | None, check: bool = True) -> None:
+    """Run a server program, as ``owner`` when given (PostgreSQL refuses to run as root).
+
+    subprocess switches the user itself: ``runuser`` lives in /usr/sbin, which a
+    clean ``env -i`` PATH does not hold.
+    """
+    who: dict = {}
+    if owner:
+        pw = pwd.getpwnam(owner)
+        who = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd="/", **who)
+    if check and done.returncode:
+        pytest.fail(f"{Path(cmd[0]).name} failed ({done.returncode}): {done.stderr or done.stdout}")
 
 
 @pytest.fixture(scope="session")
@@ -79,34 +90,25 @@ def postgres() -> Iterator[Cluster]:
         os.chown(folder, pw.pw_uid, pw.pw_gid)
     data = folder / "data"
     user = "postgres"
-    subprocess.run(
-        _as_owner(
-            [_program("initdb"), "-D", str(data), "-U", user, "--auth=trust", "--no-sync",
-             "-E", "UTF8", "--locale=C.UTF-8"],
-            owner,
-        ),
-        check=True, capture_output=True, text=True,
+    _run(
+        [_program("initdb"), "-D", str(data), "-U", user, "--auth=trust", "--no-sync",
+         "-E", "UTF8", "--locale=C.UTF-8"],
+        owner,
     )  # fmt: skip
     port = _free_port()
     options = (
         f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    subprocess.run(
-        _as_owner(
-            [_program("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
-             "-w", "-t", "60", "start"],
-            owner,
-        ),
-        check=True, capture_output=True, text=True,
+    _run(
+        [_program("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
+         "-w", "-t", "60", "start"],
+        owner,
     )  # fmt: skip
     try:
         yield Cluster(port, folder, user)
     finally:
-        subprocess.run(
-            _as_owner([_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], owner),
-            capture_output=True,
-        )
+        _run([_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], owner, check=False)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -10,6 +10,7 @@ import duckdb
 # ``_postgres`` for why each exists.
 LOCK_MIGRATE, LOCK_TARGET, LOCK_INBOX = 0x7466_0001, 0x7466_0002, 0x7466_0003
 LOCK_HELD = 0x7466_0004  # PostgresStore.held(name)
+LOCK_RATE = 0x7466_0005  # a service token's request window (_rates)
 
 
 def advisory_lock(con: Any, space: int, key: str) -> None:

@@ -269,6 +269,10 @@ class Transaction(Protocol):
         """Stored items, newest first: all, a trigger's, or of sources containing ``source``."""
         ...
 
+    def take_request(self, bucket: str, count: int, period: float) -> float:
+        """A place for one request of ``bucket`` in its window (0), or the seconds to wait."""
+        ...
+
     def query(
         self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:

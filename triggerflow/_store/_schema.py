@@ -165,6 +165,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN silent_since TIMESTAMPTZ;
     ALTER TABLE sources ADD COLUMN silent_note VARCHAR;
     """,
+    # 12: requests to a service per token in its rate window, counted for every host
+    # (issue 18, item 4; used with the PostgreSQL store, see _rates).
+    """
+    CREATE TABLE requests (
+        bucket VARCHAR NOT NULL,
+        sent_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX requests_bucket ON requests (bucket, sent_at);
+    """,
 )
 
 VERSION = len(MIGRATIONS)

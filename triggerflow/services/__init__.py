@@ -39,8 +39,9 @@ class Service:
     connect: str  # one line for `triggerflow connect --help`
     sources: tuple[str, ...] = ()  # public names that the folder's source.py defines
     sinks: tuple[str, ...] = ()  # ... and its sink.py
-    # Requests per window we allow ourselves (the service's documented limit), counted in
-    # this process because the service tells nothing before it refuses.
+    # Requests per window we allow ourselves (the service's documented limit), counted
+    # because the service tells nothing before it refuses: in this process, or for every
+    # host in the PostgreSQL store (_pacing).
     window: tuple[int, float] | None = None
     token_path: str | None = None  # OAuth 2 token endpoint, under the account's URL
     wait_after_429: float | None = None  # a 429 that says nothing about when: wait this long

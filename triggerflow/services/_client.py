@@ -11,8 +11,8 @@
   one refresh token twice;
 * signs in again when the refresh token has expired too and the account can (Wallabag's
   saved password);
-* keeps to the service's rate limit: a window counted here (``Service.window``: Trello
-  sends no rate headers),
+* keeps to the service's rate limit: a window counted here, or for every host with the
+  PostgreSQL store (``Service.window``, ``_pacing``: Trello sends no rate headers),
   ``X-RateLimit-Remaining: 0`` (X's ``x-rate-limit-*``, the IETF draft's ``RateLimit-*``) waits for
   the reset (ISO 8601 on Mastodon, Unix time or seconds elsewhere) before the next
   request, and a 429 waits until the reset, bounded by ``TRIGGERFLOW_RATE_LIMIT_WAIT``;
@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -52,6 +51,7 @@ from ..exceptions import (
 from . import service as service_spec
 from ._account import ServiceAccount, SessionRefused, block_name, load_service_account
 from ._oauth import oauth_call, require_https
+from ._pacing import request_window
 
 __all__ = ["ServiceClient", "service_message"]
 
@@ -149,8 +149,8 @@ class ServiceClient:
         self.base = require_https(self.block.url, f"{self.name} account {account!r}")
         self.timeout = timeout
         self.max_wait = max_wait
-        self._window = self.spec.window
-        self._recent: deque[float] = deque()
+        window = self.spec.window
+        self._window = request_window(block_name(service, account), window) if window else None
         self._not_before = 0.0  # Unix time: the service said "nothing left until then"
         self._http = self._make_client()
 
@@ -346,22 +346,16 @@ class ServiceClient:
     def _pace(self, waited: float) -> float:
         """Wait until the next request is within the limits; return how long it waited.
 
-        The window counts requests in this process (Trello tells nothing before its 429);
-        ``X-RateLimit-Remaining: 0`` holds every request until the reset it names.
+        The window (Trello tells nothing before its 429) is this process's, or every
+        host's with the PostgreSQL store (``_pacing``); ``X-RateLimit-Remaining: 0``
+        holds every request until the reset it names.
         """
-        until = self._not_before
-        if self._window is not None:
-            count, period = self._window
-            now = time.monotonic()
-            while self._recent and self._recent[0] <= now - period:
-                self._recent.popleft()
-            if len(self._recent) >= count:  # the oldest leaves the window at ...
-                until = max(until, time.time() + (self._recent[0] + period - now))
         delay = 0.0
-        if until > time.time():
-            delay = self._wait_for(until, waited, "rate limit used up")
+        if self._not_before > time.time():
+            delay = self._wait_for(self._not_before, waited, "rate limit used up")
         if self._window is not None:
-            self._recent.append(time.monotonic())
+            while (later := self._window.take()) > 0:
+                delay += self._wait_for(time.time() + later, waited + delay, "rate limit used up")
         return delay
 
     def _note_limits(self, r: httpx.Response) -> None:
