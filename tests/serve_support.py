@@ -77,11 +77,11 @@ class Serve:
         # revision (bench --baseline) is run from its own folder.
         self.cwd = ROOT
 
-    def start(self, timeout: float = 240, banner: str = "Serving") -> str:
-        """Start and wait for its banner (a line with ``banner``); returns what it
-        printed until then."""
+    def start(self, timeout: float = 240, banner: str = "Serving", *args: str) -> str:
+        """Start (``serve ARGS``) and wait for its banner (a line with ``banner``);
+        returns what it printed until then."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "triggerflow", "serve"],
+            [sys.executable, "-m", "triggerflow", "serve", *args],
             cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,  # like a terminal: Ctrl-C goes to the whole group
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

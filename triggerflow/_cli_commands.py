@@ -29,7 +29,7 @@ def say(text: str = "") -> None:
 def cmd_serve(s: Settings, args: argparse.Namespace) -> int:
     from ._serve import serve
 
-    return serve(s, say)
+    return serve(s, say, run_triggers=not args.no_runs)
 
 
 def cmd_list(s: Settings, args: argparse.Namespace) -> int:

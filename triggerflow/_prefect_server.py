@@ -77,13 +77,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     # SO_REUSEADDR as the server itself uses it: connections of a server that just
     # stopped (TIME_WAIT) must not count as "in use".
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -103,8 +103,11 @@ class LocalPrefectServer:
     def __init__(self, s: Settings) -> None:
         self.settings = s
         self.port = s.prefect_port
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        self.ui_url = f"http://127.0.0.1:{self.port}"
+        self.host = s.prefect_host
+        # Listening on every address, it is reached here as 127.0.0.1.
+        reach = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        self.ui_url = f"http://{reach}:{self.port}"
+        self.api_url = f"{self.ui_url}/api"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = s.data_dir / "prefect-server.log"
 
@@ -115,9 +118,14 @@ class LocalPrefectServer:
             ConfigurationError: the port is taken.
             TriggerflowError: the server exited or did not become healthy in time.
         """
-        if not _port_free(self.port):
+        if self.settings.run_retention < 3600:
             raise ConfigurationError(
-                f"Prefect server: port {self.port} on 127.0.0.1 is already in use; "
+                f"setting run_retention (TRIGGERFLOW_RUN_RETENTION): "
+                f"{self.settings.run_retention:g} s is less than Prefect's shortest, 3600 s"
+            )
+        if not _port_free(self.port, self.host):
+            raise ConfigurationError(
+                f"Prefect server: port {self.port} on {self.host} is already in use; "
                 "set TRIGGERFLOW_PREFECT_PORT to another port, or PREFECT_API_URL to use "
                 "the server that runs there"
             )
@@ -126,14 +134,21 @@ class LocalPrefectServer:
         env.pop("PREFECT_API_URL", None)
         # `--port` alone leaves the UI calling the default port 4200: tell the UI too.
         env.update(
-            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_HOST=self.host,
             PREFECT_SERVER_API_PORT=str(self.port),
             PREFECT_UI_API_URL=self.api_url,
+        )
+        # Prefect keeps every flow run for good (its vacuum deletes only events): runs
+        # every few minutes for years fill its database. The user's own settings win.
+        env.setdefault("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", "events,flow_runs")
+        env.setdefault(
+            "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD",
+            str(int(self.settings.run_retention)),
         )
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start",
-             "--host", "127.0.0.1", "--port", str(self.port), "--analytics-off"],
+             "--host", self.host, "--port", str(self.port), "--analytics-off"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own group: we stop it, and all it started, ourselves
             preexec_fn=_die_with_parent,

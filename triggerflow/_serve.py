@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -58,8 +59,13 @@ def prepare_environment(s: Settings, *, use_serve: bool = True) -> str | None:
     return None
 
 
-def serve(s: Settings, say: Say) -> int:
-    """Start (if needed) the Prefect server, deploy every trigger, run until Ctrl-C."""
+def serve(s: Settings, say: Say, *, run_triggers: bool = True) -> int:
+    """Start (if needed) the Prefect server, deploy every trigger, run until Ctrl-C.
+
+    ``run_triggers=False`` (``serve --no-runs``): the Prefect server, the web app and the
+    webhook receiver only; the triggers are the deployments of ``prefect.yaml``, run by
+    workers (a delivery wakes them by a Prefect event), and no XMPP bot is started.
+    """
     existing = running_serve(s)
     if existing:
         raise ConfigurationError(
@@ -95,6 +101,8 @@ def serve(s: Settings, say: Say) -> int:
         reindexer.start()
         upkeep = _Upkeep(s, say)
         try:
+            if not run_triggers:
+                return _serve_nothing_else(s, ui_url, say, started)
             return _serve_triggers(s, ui_url, say, started, runs, own_server=server is not None)
         finally:
             runs.stop()
@@ -272,6 +280,62 @@ def _serve_triggers(
         _drain_prefect()
     say("Stopped serving.")
     return 0
+
+
+def _serve_nothing_else(s: Settings, ui_url: str, say: Say, started: datetime) -> int:
+    """``serve --no-runs``: keep the servers up until Ctrl-C or SIGTERM.
+
+    The flows folder is still read (again whenever a file changes): an event trigger
+    delivers what arrived since it first existed, and without a note of when that was,
+    its first run on a worker would count from itself and skip the very delivery that
+    started it.
+    """
+    say(
+        "Running no triggers here (--no-runs): the workers of their work pool do. "
+        f"Prefect UI: {ui_url}  (Ctrl-C to stop)"
+    )
+    from ._store import now
+
+    seen: dict[Path, float] | None = None
+    try:
+        while True:
+            files = _flows_files(s.flows_dir)
+            if files != seen:
+                # Those there at start exist since serve started; those added later, since
+                # they were seen (the earliest sighting wins in the store).
+                _note_trigger_starts(s, say, started if seen is None else now())
+                seen = files
+            time.sleep(FLOWS_RESCAN)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (_interrupt)
+        pass
+    say("Stopped serving.")
+    return 0
+
+
+FLOWS_RESCAN = 2.0  # seconds between looks at the flows folder in --no-runs mode
+
+
+def _flows_files(folder: Path) -> dict[Path, float]:
+    try:
+        return {p: p.stat().st_mtime for p in folder.glob("*.py")}
+    except OSError:  # a file removed while looking: the next look sees it gone
+        return {}
+
+
+def _note_trigger_starts(s: Settings, say: Say, at: datetime) -> None:
+    from ._discovery import discover
+    from ._store import Store
+    from .exceptions import TriggerflowError
+
+    found = discover(s.flows_dir)
+    for why in found.errors.values():
+        say(f"  ✗ {why}")
+    names = sorted(found.triggers)
+    try:
+        with Store.default(s).transaction() as tx:
+            tx.trigger_started(names, at)
+    except TriggerflowError as e:  # their first runs note it instead
+        say(f"  ! could not note when the triggers started: {e}")
 
 
 async def _mark_crashed(

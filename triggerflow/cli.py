@@ -69,13 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
-    add(
+    sp = add(
         "serve", cmd_serve, "run every trigger on its schedule (starts Prefect if needed)",
         "Deploy every trigger in the flows folder with its schedule and run them until\n"
-        "Ctrl-C. Without PREFECT_API_URL a local Prefect server (SQLite in the data dir)\n"
-        "is started first and stopped on exit. Triggers whose account is not configured\n"
-        "are deployed paused and listed with the reason. The flows folder is watched: new,\n"
-        "changed and removed trigger files are deployed or removed within seconds.",
+        "Ctrl-C. Without PREFECT_API_URL a local Prefect server (SQLite in the data dir,\n"
+        "or PREFECT_SERVER_DATABASE_CONNECTION_URL) is started first and stopped on exit.\n"
+        "Triggers whose account is not configured are deployed paused and listed with the\n"
+        "reason. The flows folder is watched: new, changed and removed trigger files are\n"
+        "deployed or removed within seconds.",
+    )  # fmt: skip
+    sp.add_argument(
+        "--no-runs", action="store_true",
+        help="run no triggers here: only the Prefect server, the generated feeds and the "
+        "webhook receiver, for workers on other hosts (see README)",
     )  # fmt: skip
     add(
         "list", cmd_list, "list triggers: schedule, status, last and next run",

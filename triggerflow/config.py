@@ -39,6 +39,11 @@ class Settings:
         flows_dir: the folder whose ``*.py`` files hold the triggers (``TRIGGERFLOW_FLOWS_DIR``).
         prefect_port: port of the local Prefect server ``serve`` starts when no
             ``PREFECT_API_URL`` is set (``TRIGGERFLOW_PREFECT_PORT``).
+        prefect_host: the address that server listens on: 127.0.0.1, or this host's
+            address for workers and browsers on other hosts (``TRIGGERFLOW_PREFECT_HOST``).
+        run_retention: seconds the Prefect server ``serve`` starts keeps a finished flow
+            run (its task runs, logs, artifacts) before its vacuum deletes it; at least
+            3600 (``TRIGGERFLOW_RUN_RETENTION``; Prefect alone keeps runs for good).
         web_port: port of triggerflow's own web app (generated feeds at ``/feeds/``)
             that ``serve`` starts on 127.0.0.1 (``TRIGGERFLOW_WEB_PORT``).
         retries: how often Prefect retries a source or sink task after a transient
@@ -103,6 +108,8 @@ class Settings:
     data_dir: Path
     flows_dir: Path
     prefect_port: int = 4200
+    prefect_host: str = "127.0.0.1"
+    run_retention: float = 30 * 86400.0
     web_port: int = 4201
     retries: int = 2
     retry_delay: float = 10.0
