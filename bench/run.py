@@ -17,7 +17,10 @@ Variants, side by side in the same run:
   its difference to ``poll`` is what Prefect costs;
 * ``naive``: sequential fetch, no conditional GET, feedparser, one INSERT per item;
 * ``raw``: the limit: concurrent fetch and feedparser on all cores (given each response's
-  headers and URL, as feedparser has when it fetches itself), nothing stored.
+  headers and URL, as feedparser has when it fetches itself), nothing stored;
+* ``pg`` (not run unless named in ``--variants``): the ``poll`` path on the PostgreSQL
+  store (issue 18), a database of its own per run on a cluster started for the benchmark
+  (``initdb``, fsync on as in production; ``apt-get install -y postgresql``).
 
 ``--latency 0,0.1`` runs everything again with 100 ms added to every answer (the naive
 variant is left out there: sequentially, 500 answers take 50 s of waiting alone).
@@ -26,6 +29,7 @@ variant is left out there: sequentially, 500 answers take 50 s of waiting alone)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -43,7 +47,8 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("poll", "prefect", "naive", "raw")
+VARIANTS = ("poll", "prefect", "naive", "raw", "pg")
+DEFAULT_VARIANTS = ("poll", "prefect", "naive", "raw")
 ROUNDS = ("1: all new", "2: 10% changed", "3: unchanged")
 
 
@@ -139,7 +144,7 @@ def worker(variant: str, base: str, feeds: int, data: Path, profile: str | None)
         profiler = cProfile.Profile()
         profiler.enable()
     os.environ["TRIGGERFLOW_DATA_DIR"] = str(data)
-    rounds = {"poll": round_poll, "naive": round_naive, "raw": round_raw}
+    rounds = {"poll": round_poll, "pg": round_poll, "naive": round_naive, "raw": round_raw}
     urls = [f"{base}/feeds/{i}.xml" for i in range(feeds)]
     t = time.perf_counter()
     n = rounds[variant](urls, data)
@@ -230,24 +235,33 @@ def measure(
             "items": got.get("items", 0)}  # fmt: skip
 
 
-def _check_store(variant: str, data: Path) -> tuple[int, int]:
+def _check_store(variant: str, data: Path, store_url: str = "") -> tuple[int, int]:
     """(items stored, items delivered to the bench feed) read from the round's store."""
     import duckdb
 
+    if store_url:
+        import psycopg
+
+        with psycopg.connect(store_url) as pg:
+            return _counts(variant, pg)
     path = data / ("naive.duckdb" if variant == "naive" else "triggerflow.duckdb")
     con = duckdb.connect(str(path), read_only=True)
     try:
-        items = con.execute("SELECT count(*) FROM items").fetchone()[0]  # type: ignore[index]
-        if variant == "naive":
-            return int(items), int(items)
-        sent = con.execute(
-            "SELECT count(*), count(DISTINCT (source, item_id)) FROM deliveries "
-            "WHERE trigger = 'bench' AND sink = 'feed' AND state = 'sent'"
-        ).fetchone()
-        assert sent is not None and sent[0] == sent[1], f"{variant}: a delivery twice: {sent}"
-        return int(items), int(sent[0])
+        return _counts(variant, con)
     finally:
         con.close()
+
+
+def _counts(variant: str, con: Any) -> tuple[int, int]:
+    items = con.execute("SELECT count(*) FROM items").fetchone()[0]
+    if variant == "naive":
+        return int(items), int(items)
+    sent = con.execute(
+        "SELECT count(*), count(DISTINCT (source, item_id)) FROM deliveries "
+        "WHERE trigger = 'bench' AND sink = 'feed' AND state = 'sent'"
+    ).fetchone()
+    assert sent is not None and sent[0] == sent[1], f"{variant}: a delivery twice: {sent}"
+    return int(items), int(sent[0])
 
 
 FLOW = """\
@@ -294,7 +308,9 @@ def one_run(
             prof = str(profile / f"{variant}-round{r + 1}.pstats") if profile else None
             rounds.append(measure(variant, base, feeds, data, env, prof))
             if variant != "raw":
-                rounds[-1]["items"], rounds[-1]["delivered"] = _check_store(variant, data)
+                rounds[-1]["items"], rounds[-1]["delivered"] = _check_store(
+                    variant, data, env.get("TRIGGERFLOW_STORE_URL", "")
+                )
     finally:
         server.terminate()
         server.wait(10)
@@ -329,12 +345,21 @@ def _prefect_server(root: Path) -> Any:
     return server
 
 
+def _postgres(stack: contextlib.ExitStack) -> Any:
+    """A PostgreSQL cluster of the benchmark's own (the tests' helper), with fsync on."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from postgres_support import running_cluster
+
+    return stack.enter_context(running_cluster(durable=True))
+
+
 def _median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(x[key] for x in rows)
 
 
 # The aims (issue 20): whole processes against the raw limit of the same run.
 AIM_ROUND1, AIM_LATER, AIM_RSS_MB, AIM_PREFECT_S = 1.15, 1.5, 200, 1.0
+AIM_PG = 1.5  # the PostgreSQL store against the DuckDB file (issue 18)
 
 
 def _profile_lines(path: Path, top: int, order: str) -> list[str]:
@@ -415,7 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         default="0,0.1",
         help="seconds added to every answer, comma-separated settings (0,0.1)",
     )
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"which ({','.join(VARIANTS)})")
+    ap.add_argument(
+        "--variants", default=",".join(DEFAULT_VARIANTS),
+        help=f"which, of {','.join(VARIANTS)} ({','.join(DEFAULT_VARIANTS)})",
+    )  # fmt: skip
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "poll.json"))
     ap.add_argument(
         "--profile", type=int, metavar="LINES", default=0,
@@ -446,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         server = _prefect_server(Path(tmp)) if "prefect" in variants else None
         if server is not None:
             env["PREFECT_API_URL"] = server.api_url
+        cluster = _postgres(stack := contextlib.ExitStack()) if "pg" in variants else None
         try:
             for latency in latencies:
                 extra = ["--gzip"] if args.gzip else []
@@ -456,12 +485,17 @@ def main(argv: list[str] | None = None) -> int:
                     key = f"{variant}@{latency:g}"
                     results[key] = []
                     for run in range(args.runs):
-                        results[key].append(one_run(variant, args.feeds, Path(tmp), extra, env))
+                        run_env = env
+                        if variant == "pg" and cluster is not None:  # a store of its own
+                            run_env = {**env, "TRIGGERFLOW_STORE_URL": cluster.new_database()}
+                        results[key].append(one_run(variant, args.feeds, Path(tmp), extra, run_env))
                         print(f"  {variant}, latency {latency:g} s: run {run + 1}/{args.runs}",
                               file=sys.stderr, flush=True)  # fmt: skip
         finally:
             if server is not None:
                 server.stop()
+            if cluster is not None:
+                stack.close()
     packages = ("feedparser", "httpx", "duckdb", "numpy", "prefect", "triggerflow")
     report: dict[str, Any] = {
         "machine": {
@@ -506,6 +540,19 @@ def main(argv: list[str] | None = None) -> int:
             added = ", ".join(f"+{x:.2f} s" for x in extra_s)
             print(f"\nPrefect flow run vs the same poll path called from Python, latency "
                   f"{latency:g} s (whole processes), rounds 1-3: {added}")  # fmt: skip
+    for latency in latencies:
+        duck, pg = results.get(f"poll@{latency:g}"), results.get(f"pg@{latency:g}")
+        if duck and pg:
+            ratios = [
+                _median([run[r] for run in pg], "process_s")
+                / _median([run[r] for run in duck], "process_s")
+                for r in range(3)
+            ]
+            said = ", ".join(f"{x:.2f}x" for x in ratios)
+            met = "met" if ratios[0] <= AIM_PG and ratios[2] <= AIM_PG else "NOT met"
+            print(f"\nPostgreSQL store vs the DuckDB file (poll path, whole processes), latency "
+                  f"{latency:g} s, rounds 1-3: {said} (aim <= {AIM_PG}x on rounds 1 and 3: "
+                  f"{met})")  # fmt: skip
     _print_aims(results, latencies)
     print(f"\nJSON: {args.out}")
     return 0

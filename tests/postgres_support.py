@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,11 +81,13 @@ def _run(cmd: list[str], owner: str | None, check: bool = True) -> None:
         pytest.fail(f"{Path(cmd[0]).name} failed ({done.returncode}): {done.stderr or done.stdout}")
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Cluster]:
-    """One PostgreSQL cluster for the whole session (fsync off: it is thrown away)."""
+@contextmanager
+def running_cluster(durable: bool = False) -> Iterator[Cluster]:
+    """A new cluster, started; stopped and removed on exit. Tests throw it away, so
+    fsync is off; ``durable`` (``bench/run.py``'s ``pg`` variant) keeps PostgreSQL's
+    defaults, committing to disk as the DuckDB store does."""
     owner = "postgres" if os.geteuid() == 0 else None
-    folder = Path(tempfile.mkdtemp(prefix="triggerflow-tests-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix="triggerflow-pg-"))
     if owner:
         pw = pwd.getpwnam(owner)
         os.chown(folder, pw.pw_uid, pw.pw_gid)
@@ -96,10 +99,9 @@ def postgres() -> Iterator[Cluster]:
         owner,
     )  # fmt: skip
     port = _free_port()
-    options = (
-        f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     _run(
         [_program("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
          "-w", "-t", "60", "start"],
@@ -110,6 +112,13 @@ def postgres() -> Iterator[Cluster]:
     finally:
         _run([_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], owner, check=False)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One PostgreSQL cluster for the whole session."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -121,6 +121,20 @@ def test_poll_bench_smoke(tmp_path: Path) -> None:
     assert "Prefect flow run vs the same poll path" in r.stdout
 
 
+def test_poll_bench_with_the_postgresql_store_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "pg.json"
+    r = subprocess.run(
+        [sys.executable, "bench/run.py", "--feeds", "10", "--runs", "1", "--latency", "0",
+         "--variants", "poll,pg", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    # stored once and delivered once, checked in PostgreSQL itself
+    assert [x["delivered"] for x in runs["pg@0"][0]] == [200, 202, 202]
+    assert "PostgreSQL store vs the DuckDB file" in r.stdout
+
+
 def test_store_growth_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "growth.json"
     r = subprocess.run(
