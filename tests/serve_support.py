@@ -183,6 +183,16 @@ class Serve:
             self.proc.wait()
 
 
+def prefect_cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    """``prefect ARGS`` as a user types it (its output; AssertionError with it on failure)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 0, f"prefect {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """``python <args>`` started now, its output collected (``communicate()`` to wait)."""
     return subprocess.Popen(

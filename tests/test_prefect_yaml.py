@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import yaml
+from serve_support import prefect_cli
 
 from triggerflow._discovery import discover
 from triggerflow.schedules import Cron, Every
@@ -50,15 +51,6 @@ def test_prefect_yaml_matches_the_triggers_in_flows() -> None:
                 t.schedule.expression,
                 t.schedule.timezone,
             )
-
-
-def _prefect(args: list[str], env: dict[str, str], cwd: Path) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert r.returncode == 0, f"prefect {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
-    return r.stdout
 
 
 def _drain(proc: subprocess.Popen[str]) -> str:
@@ -104,8 +96,8 @@ def test_a_process_worker_runs_a_deployed_trigger(
         "PWD": str(project),  # what the pull step's {{ $PWD }} records
         "TRIGGERFLOW_DATA_DIR": str(tmp_path / "data"),
     }
-    _prefect(["work-pool", "create", "triggerflow", "--type", "process"], env, project)
-    _prefect(["--no-prompt", "deploy", "--all"], env, project)
+    prefect_cli(["work-pool", "create", "triggerflow", "--type", "process"], env, project)
+    prefect_cli(["--no-prompt", "deploy", "--all"], env, project)
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "triggerflow"],
         env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

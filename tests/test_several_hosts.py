@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 from postgres_support import Cluster
-from serve_support import Serve, prefect_api
+from serve_support import Serve, prefect_api, prefect_cli
 
 RUNS = 20  # runs of one deployment, spread over the two workers
 
@@ -55,14 +55,6 @@ deployments:
 """
 HOOKS = Path(__file__).parent / "fixtures" / "github-webhooks" / "issues" / "opened.payload.json"
 SECRET = "several hosts"
-
-
-def _prefect(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert r.returncode == 0, f"prefect {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
 
 
 def _worker(env: dict[str, str], cwd: Path, hostname: str | None) -> subprocess.Popen[str]:
@@ -148,9 +140,9 @@ class _Hosts:
             self.env[name] = {**base, "HOME": str(home), "TRIGGERFLOW_DATA_DIR": str(home / "data"),
                               "PREFECT_HOME": str(home / "prefect")}  # fmt: skip
         try:
-            _prefect(["work-pool", "create", "triggerflow", "--type", "process"],
+            prefect_cli(["work-pool", "create", "triggerflow", "--type", "process"],
                      self.env["one"], self.project)  # fmt: skip
-            _prefect(["--no-prompt", "deploy", "--all"], self.env["one"], self.project)
+            prefect_cli(["--no-prompt", "deploy", "--all"], self.env["one"], self.project)
             got = prefect_api("GET", f"{self.serve.api}/deployments/name/news/news")
             self.deployment = got.json()["id"]
         except BaseException:
