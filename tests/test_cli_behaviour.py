@@ -134,3 +134,16 @@ def test_run_during_a_vacation_is_refused_unless_forced(
     vacation.pause("quiet")
     assert main(["run", "quiet"]) == 1
     assert "paused by hand" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_run_retention_prefect_would_not_start_with(tmp_path: Path) -> None:
+    """Prefect's vacuum keeps runs at least an hour: a shorter setting is refused before
+    any server starts, naming the setting (Prefect would fail in its own log)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "triggerflow", "serve", "--no-runs"],
+        env=_env(tmp_path / "data", TRIGGERFLOW_RUN_RETENTION="60"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode != 0
+    assert "TRIGGERFLOW_RUN_RETENTION): 60 s is less than Prefect's shortest, 3600 s" in r.stderr
+    assert "Starting a local Prefect server" not in r.stdout + r.stderr

@@ -101,6 +101,11 @@ class LocalPrefectServer:
     """``prefect server start`` as a child process group we own."""
 
     def __init__(self, s: Settings) -> None:
+        if s.run_retention < 3600:
+            raise ConfigurationError(
+                f"setting run_retention (TRIGGERFLOW_RUN_RETENTION): {s.run_retention:g} s "
+                "is less than Prefect's shortest, 3600 s"
+            )
         self.settings = s
         self.port = s.prefect_port
         self.host = s.prefect_host
@@ -118,11 +123,6 @@ class LocalPrefectServer:
             ConfigurationError: the port is taken.
             TriggerflowError: the server exited or did not become healthy in time.
         """
-        if self.settings.run_retention < 3600:
-            raise ConfigurationError(
-                f"setting run_retention (TRIGGERFLOW_RUN_RETENTION): "
-                f"{self.settings.run_retention:g} s is less than Prefect's shortest, 3600 s"
-            )
         if not _port_free(self.port, self.host):
             raise ConfigurationError(
                 f"Prefect server: port {self.port} on {self.host} is already in use; "
