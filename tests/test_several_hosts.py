@@ -95,7 +95,10 @@ from triggerflow.sources import rss
 
 @trigger(name="news", schedule=every("1h"))
 def news():
-    xmpp(rss({feed!r}), to={to!r})
+    items = rss({feed!r})
+    xmpp(items, to={to!r})
+    if {limited!r}:
+        xmpp(items, to={limited!r}, limit="5/hour")
 """
 HOOKS_FLOW = """
 from triggerflow import trigger
@@ -114,14 +117,16 @@ class _Hosts:
     worker hosts, "one" and "two"."""
 
     def __init__(
-        self, postgres: Cluster, prosody: Any, tmp_path: Path, feed: str, to: str, **env: str
-    ) -> None:
+        self, postgres: Cluster, prosody: Any, tmp_path: Path, feed: str, to: str,
+        limited: str = "", **env: str,
+    ) -> None:  # fmt: skip
         store_url = postgres.new_database()
         prefect_db = postgres.new_database().replace("postgresql://", "postgresql+asyncpg://", 1)
         self.project = tmp_path / "project"
         (self.project / "flows").mkdir(parents=True)
         (self.project / "prefect.yaml").write_text(PREFECT_YAML)
-        (self.project / "flows" / "news.py").write_text(NEWS.format(feed=feed, to=to))
+        news = NEWS.format(feed=feed, to=to, limited=limited)
+        (self.project / "flows" / "news.py").write_text(news)
         (self.project / "flows" / "hooks.py").write_text(HOOKS_FLOW.format(to=to))
         self.serve = Serve(
             tmp_path / "serve", self.project / "flows", TRIGGERFLOW_STORE_URL=store_url,
@@ -175,11 +180,12 @@ class _Hosts:
 def test_twenty_runs_over_two_workers_on_two_hosts_deliver_every_item_once(
     postgres: Cluster, prosody: Any, receiver: Any, feeds: Any, tmp_path: Path
 ) -> None:
-    alice = receiver()
+    alice, bob = receiver(), receiver("bob")
     feed = feeds.url("/hosts.xml")
     titles = [f"item {i}" for i in range(8)]  # a backlog: the first run sends the newest 5
     feeds.publish("/hosts.xml", titles)
-    hosts = _Hosts(postgres, prosody, tmp_path, feed, alice.jid)
+    # bob gets the same items with limit="5/hour": 5 in all, whichever host ran
+    hosts = _Hosts(postgres, prosody, tmp_path, feed, alice.jid, limited=bob.jid)
     try:
         workers = [hosts.worker("one"), hosts.worker("two")]
         # Two runs at a time (one per worker), the feed growing by two items between.
@@ -199,6 +205,7 @@ def test_twenty_runs_over_two_workers_on_two_hosts_deliver_every_item_once(
         # (alice is also the owner: the feed's old dates earn an alert that it went silent)
         got = [m for m in alice.messages if not m.startswith("⚠")]
         assert sorted(got) == sorted(expected)  # each once: none twice, none lost
+        assert len([m for m in bob.messages if not m.startswith("⚠")]) == 5, bob.messages
 
         # A delivery received by the first host, delivered by a worker on another.
         body = HOOKS.read_bytes()
