@@ -287,7 +287,10 @@ def test_a_worker_host_killed_mid_run_loses_nothing_and_repeats_only_the_window(
         while not killed_at:
             assert time.monotonic() < deadline, (_stop(one), len(alice.messages))
             time.sleep(0.2)
-        assert len(alice.messages) < 3 + BURST, "the run ended before it could be killed"
+        # What host one had written to its socket still arrives after the kill (up to the
+        # unacknowledged window, so often all 600): "mid-run" is that its run never ended,
+        # not a count of messages.
+        assert len(hosts.finished()) == 1, "the run completed before it could be killed"
         hosts.worker("two", hostname="host-two")
         # Runs on host two, one after another, until every item arrived.
         expected = {f"item {i}\n{feed}#{i}" for i in range(len(titles))}
