@@ -147,3 +147,16 @@ def test_store_growth_bench_smoke(tmp_path: Path) -> None:
     for variant in ("triggerflow", "naive"):
         med = report["variants"][variant]["median"]
         assert med["items"] == 21 and med["sent"] == 21  # 20 entries, 1 new after 5 runs
+
+
+def test_duckdb_version_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "duckdb.json"
+    r = subprocess.run(
+        [sys.executable, "bench/duckdb_version.py", "--runs", "1", "--rows", "1000",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["duckdb"] and report["20 checkpoints, key: file MB"] > 1  # 10,000 rows of ~2 KB
+    assert "| 1 checkpoint at 1,000 keyed rows: s |" in r.stdout

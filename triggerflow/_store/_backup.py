@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,11 @@ def _copy_into(con: duckdb.DuckDBPyConnection, dest: Path, what: str) -> None:
     try:
         con.execute(f'COPY FROM DATABASE "{str(db).replace(chr(34), chr(34) * 2)}" TO {_ALIAS}')
     except BaseException:
+        # duckdb 1.5 leaves the failed COPY's transaction open, aborted: DETACH would fail
+        # with "transaction is aborted" in place of the real cause (say, a corrupt block).
+        # Found trying 1.5.5 (bench/README.md, "DuckDB 1.4.4 or 1.5.5"); harmless on 1.4.4.
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
         con.execute(f"DETACH {_ALIAS}")
         _remove_db(dest)
         raise
