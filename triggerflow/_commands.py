@@ -17,7 +17,7 @@ from .config import Settings
 from .exceptions import TriggerflowError
 
 if TYPE_CHECKING:
-    from ._read import TriggerLine
+    from ._show import TriggerLine
 
 HELP = """\
 Commands:

@@ -1,9 +1,10 @@
 """The read model: what ``triggerflow status`` and ``list``, the bot and the notebooks show.
 
-Each view is computed here, once, as frozen values; the CLI (``_show.py``), the bot's
-chat commands (``_commands.py``) and the notebook helpers only render them, so they
-cannot disagree (DESIGN §2.1). Every read of the store is one short transaction that is
-rolled back; ``status()`` on a data dir where nothing ran yet does not create the store.
+Each view is computed here, once, as frozen values (defined, with their text, in
+``_show.py``); the CLI, the bot's chat commands (``_commands.py``) and the notebook
+helpers only render them, so they cannot disagree (DESIGN §2.1). Every read of the store
+is one short transaction that is rolled back; ``status()`` on a data dir where nothing
+ran yet does not create the store.
 
 ::
 
@@ -18,17 +19,16 @@ rolled back; ``status()`` on a data dir where nothing ran yet does not create th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ._paused import Pause, pause_of
+from ._show import Listing, Status, TriggerLine, TriggerState, Waiting, Webhooks
 from ._store import FailedDelivery, RouteStatus, SourceStatus, Store, Vacation, now
 from ._webhooks import SpoolState, spool_state
 from .config import Settings, settings
 from .exceptions import TriggerNotFound
-from .limits import Limit, parse_limit
+from .limits import parse_limit
 from .types import Items, Table
 
 if TYPE_CHECKING:
@@ -53,109 +53,6 @@ __all__ = [
 
 # _alerts.ALERTS, the failure alerts' pseudo-trigger (importing _alerts loads Prefect)
 ALERTS = "_alerts"
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """Queued items of one route that wait for its publication limit.
-
-    Attributes:
-        trigger: the trigger that owes them.
-        sink: the sink (``xmpp``, ``mastodon``…).
-        target: who gets them.
-        queued: how many wait.
-        limit: the limit the sink last ran with (as it reads now, also for a row that an
-            older version wrote).
-        allowed: how many may go now (0: the limit's window is full).
-        next_at: when the next slot frees; None with ``allowed`` 0: when a send that is
-            in progress now completes.
-    """
-
-    trigger: str
-    sink: str
-    target: str
-    queued: int
-    limit: Limit
-    allowed: int
-    next_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Webhooks:
-    """How many GitHub webhook deliveries of one event the store received.
-
-    Attributes:
-        event: the ``X-GitHub-Event`` (``push``, ``issues``…).
-        count: deliveries received.
-        ignored: True for events that no trigger announces (stored all the same).
-    """
-
-    event: str
-    count: int
-    ignored: bool
-
-
-@dataclass(frozen=True)
-class Status:
-    """What was collected, sent, queued and failed, and why: :func:`status`'s answer.
-
-    Attributes:
-        store: the store it was read from (its file, or its PostgreSQL URL without
-            the password).
-        trigger: the trigger asked for (its name as stored, with ``_``), or None: all.
-        routes: per (trigger, sink, target): sent, queued, failed, dead and skipped
-            counts, the limit, the last error and when the last item went out.
-        collected: items stored per trigger (from the sources it reads).
-        sources: per source: items, last success, last error, the triggers that read it.
-        failures: the latest failed or dead deliveries, newest first.
-        waiting: the routes whose queued items wait for their publication limit.
-        pauses: the triggers held now: paused by hand, or by the vacation.
-        vacation: the vacation in progress (``active`` False if none).
-        webhooks: GitHub webhook deliveries received, per event (only when ``trigger``
-            is None).
-        spool: deliveries answered while the store was busy and not stored yet, and
-            spool files that cannot be read (only when ``trigger`` is None).
-    """
-
-    store: Path | str
-    trigger: str | None = None
-    routes: tuple[RouteStatus, ...] = ()
-    collected: Mapping[str, int] = field(default_factory=dict)
-    sources: tuple[SourceStatus, ...] = ()
-    failures: tuple[FailedDelivery, ...] = ()
-    waiting: tuple[Waiting, ...] = ()
-    pauses: tuple[Pause, ...] = ()
-    vacation: Vacation = field(default_factory=Vacation)
-    webhooks: tuple[Webhooks, ...] = ()
-    spool: SpoolState = field(default_factory=SpoolState)
-
-    @property
-    def ran(self) -> bool:
-        """Whether anything was collected or received yet."""
-        received = self.webhooks or self.spool.waiting or self.spool.torn
-        return bool(self.routes or self.collected or self.sources or received)
-
-    @property
-    def triggers(self) -> list[str]:
-        """Every trigger that sent or collected something, by name."""
-        return sorted({r.trigger for r in self.routes} | set(self.collected))
-
-    @property
-    def failing_sources(self) -> tuple[SourceStatus, ...]:
-        """The sources whose last fetch failed."""
-        return tuple(s for s in self.sources if s.last_error)
-
-    def pause_of(self, trigger: str) -> Pause | None:
-        """Why ``trigger`` is held now (by hand, or by the vacation), or None."""
-        return pause_of(self.vacation, trigger.replace("-", "_"))
-
-    def __str__(self) -> str:
-        from ._show import status_lines
-
-        return "\n".join(status_lines(self))
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython: show it like the CLI
-        p.text(repr(self) if cycle else str(self))
 
 
 def status(
@@ -248,56 +145,6 @@ def _pauses(state: Vacation, name: str | None) -> tuple[Pause, ...]:
 
 
 # -- the triggers, as `list` shows them -------------------------------------------------
-
-TriggerState = Literal[
-    "active", "paused", "not deployed", "not configured", "unchecked", "broken", "unknown"
-]
-
-
-@dataclass(frozen=True)
-class TriggerLine:
-    """One trigger as ``triggerflow list`` and the bot's ``list`` show it.
-
-    Attributes:
-        name: the trigger's name.
-        schedule: when it runs, for people (``every 15m``, ``on GitHub push…``).
-        state: ``broken`` (serve could not deploy it), ``unchecked`` (an account could
-            not be checked without Prefect), ``not configured``, ``paused`` (see
-            ``pause``), ``not deployed``, ``active``, or ``unknown`` (no Prefect server
-            to ask).
-        pause: with state ``paused``, why: by hand or the vacation (None: paused in
-            Prefect itself, e.g. in its UI).
-        problems: what is wrong with it (serve's reason first), empty if nothing.
-        last_state: the state of its last finished run (``Completed``, ``Failed``…).
-        last_run_at: when that run ended.
-        next_run_at: its next scheduled run.
-    """
-
-    name: str
-    schedule: str
-    state: TriggerState
-    pause: Pause | None = None
-    problems: tuple[str, ...] = ()
-    last_state: str | None = None
-    last_run_at: datetime | None = None
-    next_run_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Listing:
-    """The triggers with their state: what :func:`listing` returns.
-
-    Attributes:
-        triggers: one line per trigger, by name.
-        vacation: the vacation in progress (``active`` False if none).
-        prefect: the Prefect API that was asked about deployments and runs, or None.
-        prefect_error: why it could not be asked, if it could not.
-    """
-
-    triggers: tuple[TriggerLine, ...]
-    vacation: Vacation
-    prefect: str | None = None
-    prefect_error: str | None = None
 
 
 def listing(

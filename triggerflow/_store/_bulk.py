@@ -9,7 +9,7 @@ many rows goes through :func:`columns`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -58,14 +58,8 @@ def columns(
             con.unregister(name)
         return
     arrays = {k: np.array(v, dtype=_dtype(v)) for k, v in data.items()}
-    # Object columns are strings (or None) here, so DuckDB need not sample them to guess
-    # a type: duckdb 1.5 samples them a value at a time (10,000 items of 12 columns: 2.5 s
-    # against 1.5 ms unsampled), and fails on a column that is all None.
-    con.execute("SET pandas_analyze_sample = 0")
     con.register(name, arrays)
     try:
         yield
     finally:
         con.unregister(name)
-        with suppress(duckdb.Error):  # a failed transaction refuses it (and is rolled back)
-            con.execute("RESET pandas_analyze_sample")
