@@ -56,6 +56,13 @@ CONFIG: dict[str, str | bool | int | float] = {
     "pandas_analyze_sample": 0,
 }
 
+# The store's transactions write and read a few thousand rows; DuckDB's default, a
+# thread per core, bought nothing there but competed for the cores with the feed parse
+# workers that run at the same time: with one thread, the first poll of 500 feeds took
+# 9% less time and 1.4 s less CPU (bench/run.py; bench/README.md, issue 20). Search and
+# backups open their own connections with DuckDB's default.
+STORE_THREADS = 1
+
 # Bytes 8-11 of every DuckDB file (after the header block's checksum).
 _MAGIC = b"DUCK"
 _OTHER_FORMATS = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file"}
@@ -77,12 +84,14 @@ def open_duckdb(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with triggerflow's settings (:data:`CONFIG`).
 
-    ``store``: files this connection creates (the store, a copy ATTACHed to it) get the
-    store's :data:`BLOCK_SIZE`.
+    ``store``: a connection to the store, for its short transactions: files it creates
+    (the store, a copy ATTACHed to it) get the store's :data:`BLOCK_SIZE`, and it runs
+    on :data:`STORE_THREADS`.
     """
     config = dict(CONFIG)
     if store:
         config["default_block_size"] = BLOCK_SIZE
+        config["threads"] = STORE_THREADS
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
