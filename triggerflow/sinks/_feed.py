@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .._outbox import Attempt, Progress, keys_of
 from .._steps import ALL, run_sink
@@ -49,6 +50,7 @@ class _FeedSender:
 
     target: str
     sink: str = "feed"
+    keys_only: ClassVar[bool] = True  # the outbox reads no items for it
 
     def problem(self) -> str | None:
         return None
