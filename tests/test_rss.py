@@ -458,3 +458,35 @@ def test_items_stored_in_several_transactions_once_each_with_a_lean_raw(
         )
     finally:
         con.close()
+
+
+def test_raw_has_feedparsers_record_with_every_date_as_iso_text() -> None:
+    from triggerflow._feedparse import _IN_ITEM, _jsonable, parse_one
+
+    body = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:t</id>'
+        b"<updated>2026-11-30T10:00:00Z</updated>"
+        b"<entry><id>urn:e</id><title>e</title><updated>2026-11-30T10:00:00Z</updated>"
+        b'<link rel="enclosure" href="http://127.0.0.1/a.mp3" length="3" type="audio/mpeg"/>'
+        b'<category term="x"/><author><name>ann</name></author>'
+        b"<source><id>urn:s</id><title>elsewhere</title>"
+        b"<updated>2026-01-02T03:04:05Z</updated></source></entry></feed>"
+    )
+    parsed = parse_one(
+        "s", "http://127.0.0.1/t.atom", body, {"content-type": "application/atom+xml"}
+    )
+    (item,) = parsed.items
+    raw = dict(item.raw)
+    assert raw["updated_parsed"] == "2026-11-30T10:00:00+00:00"
+    # A date one level down (an Atom entry's <source>) is text too, not a list of numbers.
+    assert raw["source"]["updated_parsed"] == "2026-01-02T03:04:05+00:00"
+    assert raw["tags"][0]["term"] == "x" and raw["links"][0]["rel"] == "enclosure"
+
+    # The same record as walking every value (how it was written before, kept as the
+    # reference): the fast path only skips the walk, never changes a value.
+    import feedparser
+
+    (entry,) = feedparser.parse(
+        body, response_headers={"content-location": "http://127.0.0.1/t.atom"}
+    ).entries
+    assert raw == _jsonable({k: v for k, v in entry.items() if k not in _IN_ITEM})

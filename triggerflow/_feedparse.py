@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import feedparser
-
 from ._jsonfeed import json_feed_as_atom, looks_like_json
 from .types import Item, RawJSON
 
@@ -64,6 +62,25 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _raw_json(entry: Mapping[str, Any]) -> str:
+    """``entry`` as JSON, its dates (``*_parsed``) as ISO text.
+
+    feedparser's values are strings, numbers, dicts and lists except its dates
+    (``struct_time``, a tuple json would write as a list): those are converted first,
+    and json.dumps writes the rest as it is (walking every value in Python took half of
+    this function's time); anything else json cannot write is walked as before.
+    """
+    kept = {
+        k: _jsonable(v) if isinstance(v, time.struct_time | Mapping) else v
+        for k, v in entry.items()
+        if k not in _IN_ITEM
+    }
+    try:
+        return json.dumps(kept, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(_jsonable(kept), ensure_ascii=False)
+
+
 # feedparser's copies of the texts an Item already has; left out of ``raw`` they would
 # more than double what is stored and moved between processes.
 _IN_ITEM = frozenset({"title", "title_detail", "summary", "summary_detail", "content"})
@@ -99,12 +116,7 @@ def entry_to_item(source: str, entry: Mapping[str, Any]) -> Item:
             for link_ in entry.get("links") or ()
             if link_.get("rel") == "enclosure" and link_.get("href")
         ),
-        raw=RawJSON(
-            json.dumps(
-                _jsonable({k: v for k, v in entry.items() if k not in _IN_ITEM}),
-                ensure_ascii=False,
-            )
-        ),
+        raw=RawJSON(_raw_json(entry)),
     )
 
 
@@ -117,6 +129,9 @@ def parse_one(source: str, url: str, body: bytes, headers: Mapping[str, str]) ->
         except ValueError as e:
             return ParsedFeed(source, error=f"not a valid JSON Feed ({e})")
         headers = {**headers, "content-type": "application/atom+xml; charset=utf-8"}
+    # Imported here: a caller whose feeds are parsed by the workers never needs it.
+    import feedparser
+
     # content-location makes relative links resolve against the feed's real URL.
     d = feedparser.parse(body, response_headers={"content-location": url, **headers})
     entries = d.get("entries") or []
@@ -253,9 +268,11 @@ class Parser:
 
     ``add`` may be called from the thread that fetches (it only queues), so parsing
     overlaps the fetching of the other feeds; ``completed`` yields each result as it is
-    ready (so the caller stores one chunk while the workers parse the next), ``results``
-    waits for all of them in the order they were added. Used as a context manager, so
-    the worker processes end even when the fetching fails halfway.
+    ready, in another thread while the fetching goes on (so the results are stored as
+    they come instead of waiting in memory for the last feed), and ``finish`` says that
+    every job is in. ``results`` waits for all of them in the order they were added.
+    Used as a context manager, so the worker processes end even when the fetching fails
+    halfway.
     """
 
     def __init__(self) -> None:
@@ -268,6 +285,10 @@ class Parser:
         self._total = 0
         self._chunks: queue.Queue[list[int] | None] = queue.Queue()
         self._workers: list[_Worker] = []
+        # add() runs in the fetching thread, completed() in the storing one.
+        self._lock = threading.RLock()
+        self._finished = False
+        self._closed = False
 
     def __enter__(self) -> Parser:
         return self
@@ -276,26 +297,46 @@ class Parser:
         self.close()
 
     def close(self) -> None:
-        """Stop the worker processes (if any) and drop the bodies."""
-        while not self._chunks.empty():  # what no worker took yet is not parsed now
-            self._chunks.get_nowait()
-        for _ in self._workers:
-            self._chunks.put(None)
-        for w in self._workers:
+        """Stop the worker processes (if any) and drop the bodies; ``completed`` ends."""
+        with self._lock:
+            self._closed = True
+            while not self._chunks.empty():  # what no worker took yet is not parsed now
+                self._chunks.get_nowait()
+            for _ in self._workers:
+                self._chunks.put(None)
+            workers, self._workers = self._workers, []
+        self.done.put(None)  # wakes a completed() that waits
+        for w in workers:
             w.thread.join(60)
             w.stop()
-        self._workers = []
         self.jobs = []
 
     def add(self, job: Job) -> None:
-        self.jobs.append(job)
-        self._waiting.append(len(self.jobs) - 1)
-        self._waiting_bytes += len(job[2])
-        self._total += len(job[2])
-        if not self._workers and self._cores >= 2 and self._total >= PARALLEL_THRESHOLD:
-            self._workers = [_Worker(self._chunks, self) for _ in range(self._cores)]
-        if self._workers and self._waiting_bytes >= _CHUNK:
-            self._submit()
+        with self._lock:
+            if self._closed:  # the caller stopped reading the results (it failed)
+                return
+            if self._finished:
+                raise RuntimeError("feed parser: a job added after finish()")
+            self.jobs.append(job)
+            self._waiting.append(len(self.jobs) - 1)
+            self._waiting_bytes += len(job[2])
+            self._total += len(job[2])
+            if not self._workers and self._cores >= 2 and self._total >= PARALLEL_THRESHOLD:
+                self._workers = [_Worker(self._chunks, self) for _ in range(self._cores)]
+            if self._workers and self._waiting_bytes >= _CHUNK:
+                self._submit()
+
+    def finish(self) -> None:
+        """Every job is in: the last ones go to the workers, which stop once they are done."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            if self._workers and self._waiting:
+                self._submit()
+            for _ in self._workers:
+                self._chunks.put(None)
+        self.done.put(None)  # wakes a completed() that waits for the next result
 
     def _submit(self) -> None:
         chunk, self._waiting, self._waiting_bytes = self._waiting, [], 0
@@ -307,42 +348,54 @@ class Parser:
         return n, parsed
 
     def completed(self) -> Iterator[tuple[int, ParsedFeed]]:
-        """Each job's result, ``(index in the order added, result)``, as it is ready;
-        once every job was added. The workers stop when the last one is in."""
+        """Each job's result, ``(index in the order added, result)``, as it is ready.
+
+        May run while jobs are still added (in another thread); ends once ``finish`` was
+        called and every job is answered, or when the parser is closed. The workers stop
+        at the end.
+        """
+        answered = 0
         try:
-            if self._workers and self._waiting:
-                self._submit()
-            if not self._workers:  # too little to be worth a worker
-                for n in self._waiting:
-                    yield self._here(n)
-                return
-            for _ in self._workers:
-                self._chunks.put(None)
-            left = len(self.jobs)
-            while left:
+            while True:
+                with self._lock:
+                    closed, finished, total = self._closed, self._finished, len(self.jobs)
+                    workers = list(self._workers)
+                if closed or (finished and answered == total):
+                    return
+                if finished and not workers:  # too little to be worth a worker
+                    for n in self._waiting:
+                        answered += 1
+                        yield self._here(n)
+                    return
                 try:
                     got = self.done.get(timeout=0.5)
                 except queue.Empty:
                     got = None
                 if got is not None:
-                    left -= 1
+                    answered += 1
                     yield got
-                elif not any(w.thread.is_alive() for w in self._workers):
+                elif workers and not any(w.thread.is_alive() for w in workers):
                     # Every worker is gone (dead or done) with jobs left: what they
-                    # answered is in the queue, the rest is parsed here.
-                    while (answered := self._take_answer()) is not None:
-                        left -= 1
-                        yield answered
-                    orphans, self.orphans = self.orphans, []
-                    while not self._chunks.empty():
-                        if (chunk := self._chunks.get_nowait()) is not None:
-                            orphans.append(chunk)
+                    # answered is in the queue, the rest is parsed here (and so is what
+                    # is added from now on, as finish() or add() queues it).
+                    while (taken := self._take_answer()) is not None:
+                        answered += 1
+                        yield taken
+                    with self._lock:
+                        orphans, self.orphans = self.orphans, []
+                        while not self._chunks.empty():
+                            if (chunk := self._chunks.get_nowait()) is not None:
+                                orphans.append(chunk)
                     for chunk in orphans:
                         for n in chunk:
-                            left -= 1
+                            answered += 1
                             yield self._here(n)
-                    if left:  # cannot happen: a job is answered, orphaned or queued
-                        raise RuntimeError(f"feed parser: {left} feed(s) lost")
+                    with self._lock:
+                        if self._finished and answered < len(self.jobs) and self._chunks.empty():
+                            # cannot happen: a job is answered, orphaned or queued
+                            raise RuntimeError(
+                                f"feed parser: {len(self.jobs) - answered} feed(s) lost"
+                            )
         finally:
             self.close()
 
@@ -357,6 +410,7 @@ class Parser:
 
     def results(self) -> list[ParsedFeed]:
         """Every result, in the order the jobs were added."""
+        self.finish()
         out: list[ParsedFeed | None] = [None] * len(self.jobs)
         for n, parsed in self.completed():
             out[n] = parsed
