@@ -59,7 +59,7 @@ CONFIG: dict[str, str | bool | int | float] = {
 # The store's transactions write and read a few thousand rows; DuckDB's default, a
 # thread per core, bought nothing there but competed for the cores with the feed parse
 # workers that run at the same time: with one thread, the first poll of 500 feeds took
-# 9% less time and 1.4 s less CPU (bench/run.py; bench/README.md, issue 20). Search and
+# 9% less time and 1.5 s less CPU (bench/run.py; bench/README.md, issue 20). Search and
 # backups open their own connections with DuckDB's default.
 STORE_THREADS = 1
 
